@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-# Set before anything imports huggingface_hub: without it a hub id takes ~46 s of retries.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Notebooks run by nbval or papermill inherit this: nothing writes into the checkout.
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="transferlab-tests-"))
-os.environ["TRANSFERLAB_REGISTRY"] = str(_SESSION_DIR / "registry.duckdb")
-os.environ.setdefault("TRANSFERLAB_USER", "pytest")
+import pytest
 
-import pytest  # noqa: E402
-
-from transferlab import Registry  # noqa: E402
-from transferlab.cli import main as cli_main  # noqa: E402
+from transferlab import Registry
+from transferlab.cli import main as cli_main
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

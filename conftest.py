@@ -1,0 +1,17 @@
+"""Loaded first by every pytest run here (tests and nbval notebooks alike).
+
+Hubs are offline (without it a hub id takes ~46 s of retries) and the registry defaults to a
+throw-away file, so neither the tests nor the notebook kernels they start write into the checkout.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFERLAB_USER", "pytest")
+os.environ["TRANSFERLAB_REGISTRY"] = str(
+    Path(tempfile.mkdtemp(prefix="transferlab-tests-")) / "registry.duckdb"
+)
