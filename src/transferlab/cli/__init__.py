@@ -10,7 +10,7 @@ from transferlab.errors import TransferlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from transferlab.cli import registry_commands
+    from transferlab.cli import registry_commands, run_commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     registry_commands.add_commands(commands, common)
+    run_commands.add_commands(commands, common)
     return parser
 
 

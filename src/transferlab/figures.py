@@ -1,0 +1,94 @@
+"""Plotly figures shared by the templates and the HTML reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+TEMPLATE = "plotly_white"
+
+
+def use_offline_notebook_renderer() -> None:
+    """Keep the plotly mimetype (so nbconvert HTML keeps the figures) with plotly.js embedded."""
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
+
+
+def loss_curve(history: Sequence[dict]) -> go.Figure:
+    """Training loss (and validation loss when logged) against the optimisation step."""
+    fig = go.Figure()
+    train = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
+    evals = [(h["step"], h["eval_loss"]) for h in history if h.get("eval_loss") is not None]
+    if train:
+        fig.add_scatter(
+            x=[s for s, _ in train],
+            y=[v for _, v in train],
+            name="training loss",
+            mode="lines+markers",
+        )
+    if evals:
+        fig.add_scatter(
+            x=[s for s, _ in evals],
+            y=[v for _, v in evals],
+            name="validation loss",
+            mode="lines+markers",
+        )
+    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="loss", template=TEMPLATE)
+    return fig
+
+
+def metric_curve(history: Sequence[dict], metric: str = "eval_accuracy") -> go.Figure:
+    points = [(h["step"], h[metric]) for h in history if h.get(metric) is not None]
+    fig = go.Figure(
+        go.Scatter(
+            x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers", name=metric
+        )
+    )
+    fig.update_layout(
+        title=f"Validation {metric.removeprefix('eval_')}",
+        xaxis_title="step",
+        yaxis_title=metric.removeprefix("eval_"),
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def confusion_matrix_figure(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str = "Confusion matrix (test)"
+) -> go.Figure:
+    """Rows are true labels, columns predicted; counts annotated in each cell."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(labels),
+            y=list(labels),
+            colorscale="Blues",
+            text=matrix,
+            texttemplate="%{text}",
+            hovertemplate=("true %{y}<br>predicted %{x}<br>%{z} examples<extra></extra>"),
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        template=TEMPLATE,
+    )
+    return fig
+
+
+def metrics_by_split(
+    metrics: dict[str, dict[str, float]], names: Sequence[str] = ("accuracy", "f1_macro")
+) -> go.Figure:
+    """Grouped bars: one group per metric, one bar per split."""
+    fig = go.Figure()
+    for split, values in metrics.items():
+        shown = [n for n in names if n in values]
+        fig.add_bar(x=shown, y=[values[n] for n in shown], name=split)
+    fig.update_layout(
+        title="Metrics by split", barmode="group", yaxis_range=[0, 1], template=TEMPLATE
+    )
+    return fig

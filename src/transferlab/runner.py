@@ -1,0 +1,183 @@
+"""Running templates through papermill, with the run recorded in the registry.
+
+The runner owns a run's life: it records the run as `running` before the kernel starts, passes
+the run id and registry path into the notebook (whose code adds parameters, metrics and
+versions), and finishes the run as succeeded, failed (error line kept, partly executed output
+notebook kept) or interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import papermill
+import yaml
+from papermill.exceptions import PapermillExecutionError
+
+from transferlab.errors import TransferlabError
+from transferlab.registry import Registry
+from transferlab.registry.api import new_run_id
+
+TEMPLATE_NAMES = ("discover", "finetune", "benchmark")
+# Filled in by the runner, never by the user.
+RUNNER_PARAMETERS = ("run_id", "registry_path")
+
+
+def templates_dir() -> Path:
+    """TRANSFERLAB_TEMPLATES, else the checkout's templates/ folder."""
+    explicit = os.environ.get("TRANSFERLAB_TEMPLATES")
+    if explicit:
+        return Path(explicit)
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def template_path(name: str) -> Path:
+    path = Path(name)
+    candidate = path if path.suffix == ".ipynb" else templates_dir() / f"{name}.ipynb"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in templates_dir().glob("*.ipynb"))
+        raise TransferlabError(
+            f"No template {name!r} (looked for {candidate}).",
+            f"Templates: {', '.join(known) or 'none found'}; or give a path to a .ipynb file.",
+        )
+    return candidate
+
+
+def template_parameters(path: Path) -> dict[str, dict]:
+    """The names, defaults and help of a template's `parameters` cell."""
+    return papermill.inspect_notebook(str(path))
+
+
+def check_parameters(path: Path, parameters: dict[str, Any]) -> None:
+    known = template_parameters(path)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise TransferlabError(
+            f"Unknown parameter(s) {', '.join(unknown)} for template {path.stem}.",
+            "Its parameters are: "
+            + ", ".join(n for n in known if n not in RUNNER_PARAMETERS)
+            + ".",
+        )
+
+
+def parse_cli_value(text: str) -> Any:
+    """`-p epochs 3` gives 3, `-p lr 2e-3` 0.002, `-p modules [query,value]` a list."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, dict) or (value is None and text not in ("null", "~")):
+        return text
+    return value
+
+
+def read_parameter_file(path: str | Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise TransferlabError(
+            f"Parameter file {path} does not exist.", "Check the path."
+        ) from error
+    except yaml.YAMLError as error:
+        raise TransferlabError(
+            f"Parameter file {path} is not valid YAML: {error}", "Fix the YAML syntax."
+        ) from error
+    if not isinstance(loaded, dict):
+        raise TransferlabError(
+            f"Parameter file {path} must be a mapping of name: value.",
+            "Write one `name: value` line per parameter.",
+        )
+    return loaded
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    output_notebook: Path
+    error: str | None = None
+    versions: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+def default_output_dir() -> Path:
+    return Path(os.environ.get("TRANSFERLAB_OUTPUTS", "outputs")).resolve()
+
+
+def _error_line(error: PapermillExecutionError) -> str:
+    return f"{error.ename}: {error.evalue}".strip()
+
+
+def run_template(
+    name: str,
+    parameters: dict[str, Any] | None = None,
+    *,
+    registry: Registry | None = None,
+    output_dir: str | Path | None = None,
+    run_id: str | None = None,
+    sweep_id: str | None = None,
+    progress_bar: bool = True,
+    log_output: bool = False,
+    raise_on_failure: bool = False,
+) -> RunOutcome:
+    """Execute a template with papermill and record the run from start to finish."""
+    registry = registry or Registry()
+    path = template_path(name)
+    parameters = dict(parameters or {})
+    check_parameters(path, parameters)
+    run_id = run_id or new_run_id(path.stem)
+    folder = Path(output_dir) if output_dir else default_output_dir() / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    output = (folder / f"{run_id}.ipynb").resolve()
+    registry.start_run(
+        path.stem,
+        template=str(path),
+        parameters=parameters,
+        output_notebook=str(output),
+        sweep_id=sweep_id,
+        run_id=run_id,
+    )
+    injected = {**parameters, "run_id": run_id, "registry_path": str(registry.path)}
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            parameters=injected,
+            progress_bar=progress_bar,
+            log_output=log_output,
+            cwd=str(folder),
+        )
+    except PapermillExecutionError as error:
+        message = _error_line(error)
+        registry.finish_run(run_id, "failed", error=message, output_notebook=str(output))
+        if raise_on_failure:
+            raise
+        return RunOutcome(run_id, "failed", output, error=message)
+    except KeyboardInterrupt:
+        registry.finish_run(run_id, "interrupted", error="interrupted", output_notebook=str(output))
+        raise
+    except Exception as error:  # kernel died, notebook unreadable, ...
+        message = f"{type(error).__name__}: {error}"
+        registry.finish_run(run_id, "failed", error=message, output_notebook=str(output))
+        if raise_on_failure:
+            raise
+        return RunOutcome(run_id, "failed", output, error=message)
+    registry.finish_run(run_id, "succeeded", output_notebook=str(output))
+    versions = [
+        row["version_id"]
+        for row in registry.query(
+            "SELECT version_id FROM model_versions WHERE run_id = ? ORDER BY created_at", [run_id]
+        )
+    ]
+    return RunOutcome(run_id, "succeeded", output, versions=versions)

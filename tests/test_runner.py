@@ -1,0 +1,102 @@
+"""Template runs through papermill: recorded from start to finish, failures kept."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from transferlab import Registry
+
+
+def _template(path, body: str):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_id = None\nregistry_path = None\nanswer = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_successful_run_is_recorded_with_its_parameters(tmp_path, run_cli):
+    template = _template(tmp_path / "ok.ipynb", "print('answer is', answer * 2)")
+    registry = tmp_path / "reg.duckdb"
+    code, out, _ = run_cli(
+        "run",
+        template,
+        "-p",
+        "answer",
+        "21",
+        "--registry",
+        registry,
+        "--output-dir",
+        tmp_path / "out",
+        "--json",
+    )
+    result = json.loads(out)
+    assert code == 0 and result["status"] == "succeeded"
+    run = Registry(registry).get_run(result["run_id"])
+    assert run["status"] == "succeeded" and run["parameters"] == {"answer": 21}
+    assert run["finished_at"] >= run["started_at"]
+    executed = nbformat.read(result["output_notebook"], as_version=4)
+    assert "answer is 42" in executed.cells[-1].outputs[0]["text"]
+
+
+def test_a_failing_run_is_recorded_as_failed_with_its_notebook_kept(tmp_path, run_cli):
+    template = _template(tmp_path / "bad.ipynb", "raise ValueError(f'answer {answer} is wrong')")
+    registry = tmp_path / "reg.duckdb"
+    code, out, _ = run_cli(
+        "run",
+        template,
+        "-p",
+        "answer",
+        "7",
+        "--registry",
+        registry,
+        "--output-dir",
+        tmp_path / "out",
+        "--json",
+    )
+    result = json.loads(out)
+    assert code == 1 and result["status"] == "failed"
+    assert result["error"] == "ValueError: answer 7 is wrong"
+    run = Registry(registry).get_run(result["run_id"])
+    assert (run["status"], run["error"]) == ("failed", "ValueError: answer 7 is wrong")
+    executed = nbformat.read(run["output_notebook"], as_version=4)
+    assert executed.cells[-1].outputs[0]["ename"] == "ValueError"
+
+
+def test_unknown_parameters_are_refused_before_any_run(tmp_path, run_cli):
+    template = _template(tmp_path / "ok.ipynb", "pass")
+    registry = tmp_path / "reg.duckdb"
+    code, _, err = run_cli("run", template, "-p", "anwser", "1", "--registry", registry)
+    assert code == 2 and "Unknown parameter(s) anwser" in err and "answer" in err
+    assert Registry(registry).runs() == []
+
+
+def test_unknown_template_lists_the_known_ones(tmp_path, run_cli):
+    code, _, err = run_cli("run", "finetuen", "--registry", tmp_path / "reg.duckdb")
+    assert code == 2 and "No template 'finetuen'" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("3", 3),
+        ("2e-3", 2e-3),
+        ("true", True),
+        ("[query, value]", ["query", "value"]),
+        ("lora", "lora"),
+        ("a: b", "a: b"),
+    ],
+)
+def test_cli_values_are_read_as_yaml_scalars_and_lists(text, value):
+    from transferlab.runner import parse_cli_value
+
+    assert parse_cli_value(text) == value
