@@ -301,7 +301,10 @@ def model_columns(rng: np.random.Generator, n: int, prefix: str = "") -> Columns
 
 def model_records(cols: Columns) -> list[ModelRecord]:
     keys = list(cols)
-    return [ModelRecord(**dict(zip(keys, values, strict=True))) for values in zip(*cols.values())]
+    return [
+        ModelRecord(**dict(zip(keys, values, strict=True)))
+        for values in zip(*cols.values(), strict=True)
+    ]
 
 
 def models_table(cols: Columns) -> pa.Table:
@@ -455,6 +458,8 @@ class Case:
     public: Callable[[], list]
     baseline: Baseline | None = None
     note: str = ""
+    count_sql: tuple[str, list[Any]] | None = None  # how many models the filters let through
+    reference: Baseline | None = None  # rows the public call must return (names compared)
     matches: int | None = None
     public_timing: Timing | None = None
     baseline_timing: Timing | None = None
@@ -506,6 +511,12 @@ def raw_where(filters: SearchFilters) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def count_sql(filters: SearchFilters, semantic: bool) -> tuple[str, list[Any]]:
+    where, params = raw_where(filters)
+    join = " JOIN model_embeddings e USING (name)" if semantic else ""
+    return f"SELECT count(*) FROM models m{join}{where}", params
+
+
 def filtered_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
     where, params = raw_where(filters)
     sql = f"SELECT {SEARCH_COLUMNS}, NULL AS score FROM models m{where} ORDER BY m.name LIMIT ?"
@@ -526,9 +537,21 @@ def raw_rows(sql: str, params: list[Any]) -> Baseline:
     return lambda con: con.execute(sql, params).fetchall()
 
 
-def rotating(values: Sequence[T]) -> Callable[[], T]:
+def each_call(fn: Callable[[T], list], values: Sequence[T]) -> Callable[[], list]:
+    """fn on the next of `values` (round robin) at every call."""
     cycle = itertools.cycle(values)
-    return lambda: next(cycle)
+    return lambda: fn(next(cycle))
+
+
+def each_call_on(
+    fn: Callable[[duckdb.DuckDBPyConnection, T], list], values: Sequence[T]
+) -> Baseline:
+    cycle = itertools.cycle(values)
+    return lambda con: fn(con, next(cycle))
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, statement: tuple[str, list[Any]]) -> list[tuple]:
+    return con.execute(*statement).fetchall()
 
 
 FILTERED = (
@@ -540,7 +563,9 @@ FILTERED = (
     ),
     (
         "task + open + hf + tag",
-        SearchFilters(task="feature-extraction", license="open", source="hf", tags=["multilingual"]),
+        SearchFilters(
+            task="feature-extraction", license="open", source="hf", tags=["multilingual"]
+        ),
     ),
     (
         "licence id + max 100M + 2 tags",
@@ -552,9 +577,7 @@ SEMANTIC = (
     ("no filter", SearchFilters(limit=10)),
     (
         "task + commercial + max 1B",
-        SearchFilters(
-            task="feature-extraction", license="commercial", max_params=10**9, limit=10
-        ),
+        SearchFilters(task="feature-extraction", license="commercial", max_params=10**9, limit=10),
     ),
     ("tag multilingual", SearchFilters(tags=["multilingual"], limit=10)),
 )
@@ -575,6 +598,8 @@ def filtered_cases(registry: Registry) -> list[Case]:
                 public=lambda f=filters: search_models(registry, f),
                 baseline=raw_rows(sql, params),
                 note="search_models(registry, SearchFilters(...)), limit 20",
+                count_sql=count_sql(filters, semantic=False),
+                reference=raw_rows(sql, params),
             )
         )
     return cases
@@ -585,29 +610,32 @@ def semantic_cases(registry: Registry, vectors: dict[str, list[float]]) -> list[
         Case(
             name="MiniLM query embedding only",
             group="embedding",
-            public=lambda q=rotating(SEMANTIC_QUERIES): embed_texts([q()]),
+            public=each_call(lambda q: embed_texts([q]), SEMANTIC_QUERIES),
             note="embed_texts([query]), model already loaded",
         )
     ]
     for label, filters in SEMANTIC:
         queries = [with_query(filters, q) for q in SEMANTIC_QUERIES]
         statements = [semantic_sql(filters, vectors[q]) for q in SEMANTIC_QUERIES]
+        checks = {"count_sql": count_sql(filters, True), "reference": raw_rows(*statements[0])}
         cases.append(
             Case(
                 name=f"semantic top-10: {label}",
                 group="semantic",
-                public=lambda f=rotating(queries): search_models(registry, f()),
-                baseline=lambda con, f=rotating(queries): embedded_raw_search(con, f()),
+                public=each_call(lambda f: search_models(registry, f), queries),
+                baseline=each_call_on(embedded_raw_search, queries),
                 note="search_models with a query: embedding + SQL; baseline embeds too",
+                **checks,
             )
         )
         cases.append(
             Case(
                 name=f"semantic SQL only: {label}",
                 group="semantic-sql",
-                public=lambda s=rotating(statements): registry.query(*s()),
-                baseline=lambda con, s=rotating(statements): con.execute(*s()).fetchall(),
+                public=each_call(lambda st: registry.query(*st), statements),
+                baseline=each_call_on(run_sql, statements),
                 note="the same SQL with a precomputed vector: Registry.query vs raw",
+                **checks,
             )
         )
     return cases
@@ -640,6 +668,79 @@ def leaderboard_cases(registry: Registry) -> list[Case]:
     return cases
 
 
+def topk_first_sql(filters: SearchFilters, vector: list[float]) -> tuple[str, list[Any]]:
+    """Candidate fix: rank the embeddings alone, then join only the winners to models."""
+    where, params = raw_where(filters)
+    keep = f" WHERE e.name IN (SELECT m.name FROM models m{where})" if where else ""
+    sql = (
+        "WITH top AS (SELECT e.name, "
+        f"array_cosine_similarity(e.embedding, ?::FLOAT[{EMBEDDING_DIM}]) AS score "
+        f"FROM model_embeddings e{keep} ORDER BY score DESC, e.name LIMIT ?) "
+        f"SELECT {SEARCH_COLUMNS}, top.score FROM top JOIN models m USING (name) "
+        "ORDER BY top.score DESC, m.name"
+    )
+    return sql, [vector, *params, filters.limit]
+
+
+def candidate_cases(registry: Registry, vectors: dict[str, list[float]]) -> list[Case]:
+    """Proposed fixes, timed the same way; their rows are checked against today's SQL."""
+    label, filters = FILTERED[0]
+    sql, params = filtered_sql(filters)
+    cases = [
+        Case(
+            name=f"fix? filtered, one open: {label}",
+            group="candidate",
+            public=lambda: registry.query(sql, params),
+            baseline=raw_rows(sql, params),
+            note="search_models' SQL through Registry.query: no second open for _validate",
+            reference=raw_rows(sql, params),
+        )
+    ]
+    for label, filters in SEMANTIC[:2]:
+        statements = [topk_first_sql(filters, vectors[q]) for q in SEMANTIC_QUERIES]
+        cases.append(
+            Case(
+                name=f"fix? top-k-first SQL: {label}",
+                group="candidate",
+                public=each_call(lambda st: registry.query(*st), statements),
+                baseline=each_call_on(run_sql, statements),
+                note="rank model_embeddings alone, join the top 10 to models (SQL only)",
+                reference=raw_rows(*semantic_sql(filters, vectors[SEMANTIC_QUERIES[0]])),
+            )
+        )
+    return cases
+
+
+def thread_probe(path: Path, vectors: dict[str, list[float]], calls: int) -> dict[str, Any]:
+    """MiniLM and a DuckDB query taking turns on one connection: torch's threads vs one.
+
+    On a quiet machine both are fast; with another CPU-bound process running, torch's
+    default two threads slow a one-sentence embedding down many times over.
+    """
+    import torch  # as in transferlab: only once the embedder is needed
+
+    query = SEMANTIC_QUERIES[0]
+    sql, params = semantic_sql(SEMANTIC[2][1], vectors[query])
+    default = torch.get_num_threads()
+    probe: dict[str, Any] = {"calls": calls, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    con = duckdb.connect(str(path))
+    try:
+        for threads in dict.fromkeys((default, 1)):
+            torch.set_num_threads(threads)
+            embed_ms, sql_ms = [], []
+            for _ in range(calls):
+                embed_ms.append(timed(lambda: embed_texts([query]))[1] * 1000)
+                sql_ms.append(timed(lambda: con.execute(sql, params).fetchall())[1] * 1000)
+            probe[f"torch_threads_{threads}"] = {
+                "embed": vars(Timing.of(embed_ms)),
+                "sql": vars(Timing.of(sql_ms)),
+            }
+    finally:
+        torch.set_num_threads(default)
+        con.close()
+    return probe
+
+
 def overhead_cases(registry: Registry) -> list[Case]:
     def bare_open_close() -> list:
         duckdb.connect(str(registry.path)).close()
@@ -665,9 +766,6 @@ def overhead_cases(registry: Registry) -> list[Case]:
     ]
 
 
-SEARCH_GROUPS = ("filtered", "semantic", "semantic-sql")
-
-
 def first_names(rows: list) -> list[str]:
     return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
 
@@ -676,7 +774,7 @@ def run_public(cases: list[Case], repeats: int) -> None:
     for case in cases:
         rows = case.public()
         case.public_rows = len(rows)
-        if case.group in SEARCH_GROUPS:
+        if case.reference is not None:
             case.first_names = first_names(rows)
         case.public_timing = time_calls(case.public, repeats)
 
@@ -689,28 +787,20 @@ def run_baselines(path: Path, cases: list[Case], repeats: int) -> None:
             if case.baseline is None:
                 continue
             baseline = case.baseline
-            rows = baseline(con)
-            case.baseline_rows = len(rows)
-            if case.group in SEARCH_GROUPS:
-                case.same_rows = first_names(rows) == case.first_names
+            case.baseline_rows = len(baseline(con))
             case.baseline_timing = time_calls(lambda b=baseline: b(con), repeats)
-        count_matches(con, cases)
+        check_rows(con, cases)
     finally:
         con.close()
 
 
-def count_matches(con: duckdb.DuckDBPyConnection, cases: list[Case]) -> None:
-    """How many models each search's filters let through (before its LIMIT)."""
-    by_label = {f"filtered: {label}": f for label, f in FILTERED}
-    by_label |= {f"semantic top-10: {label}": f for label, f in SEMANTIC}
-    by_label |= {f"semantic SQL only: {label}": f for label, f in SEMANTIC}
+def check_rows(con: duckdb.DuckDBPyConnection, cases: list[Case]) -> None:
+    """Count each search's matching models; compare its first public rows with plain SQL."""
     for case in cases:
-        filters = by_label.get(case.name)
-        if filters is not None:
-            where, params = raw_where(filters)
-            join = " JOIN model_embeddings e USING (name)" if case.group != "filtered" else ""
-            sql = f"SELECT count(*) FROM models m{join}{where}"
-            case.matches = con.execute(sql, params).fetchall()[0][0]
+        if case.count_sql is not None:
+            case.matches = con.execute(*case.count_sql).fetchall()[0][0]
+        if case.reference is not None:
+            case.same_rows = first_names(case.reference(con)) == case.first_names
 
 
 # -- public write path ---------------------------------------------------------------------
@@ -732,6 +822,9 @@ def write_path(registry: Registry, records: int, seed: int) -> dict[str, Any]:
         for n in names for s in range(500)
     ]  # fmt: skip
     _, results_s = timed(lambda: registry.add_results(rows))
+    vectors = embeddings_table(np.random.default_rng(seed), cols["name"]).column("embedding")
+    embedded = list(zip(cols["name"], cols["name"], vectors.to_pylist(), strict=True))
+    _, embed_s = timed(lambda: registry.save_embeddings(EMBEDDER_NAME, embedded))
     return {
         "upsert_models_insert": {
             "records": len(counts["inserted"]),
@@ -751,10 +844,45 @@ def write_path(registry: Registry, records: int, seed: int) -> dict[str, Any]:
             "seconds": round(results_s, 3),
             "rows_per_s": round(len(rows) / results_s),
         },
+        "save_embeddings": {
+            "rows": len(embedded),
+            "seconds": round(embed_s, 3),
+            "rows_per_s": round(len(embedded) / embed_s),
+        },
     }
 
 
 # -- report --------------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """How much CPU other processes used while this one measured (Linux /proc/stat)."""
+
+    def __init__(self) -> None:
+        self.start = self.snapshot()
+
+    @staticmethod
+    def snapshot() -> tuple[float, float, float] | None:
+        stat = Path("/proc/stat")
+        if not stat.exists():
+            return None
+        fields = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:9]]
+        busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7))  # all but idle and iowait
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+    def report(self) -> dict[str, float] | None:
+        end = self.snapshot()
+        if self.start is None or end is None:
+            return None
+        busy, own, wall = (b - a for a, b in zip(self.start, end, strict=True))
+        other = max(0.0, busy - own)
+        return {
+            "wall_s": round(wall, 1),
+            "own_cpu_s": round(own, 1),
+            "other_cpu_s": round(other, 1),
+            "other_cores_busy": round(other / wall, 2),
+        }
 
 
 def machine_info() -> dict[str, Any]:
@@ -777,6 +905,8 @@ def machine_info() -> dict[str, Any]:
         "pyarrow": pa.__version__,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average_at_end": os.getloadavg(),
     }
 
 
@@ -788,28 +918,59 @@ def format_row(case: Case) -> str:
     base_text = f"{base.p50_ms:9.1f}" if base else f"{'-':>9}"
     ratio = f"{pub.p50_ms / base.p50_ms:6.1f}x" if pub and base else f"{'-':>7}"
     assert pub is not None
-    return (
-        f"{case.name:<44} {pub.p50_ms:8.1f} {pub.p95_ms:8.1f} {rows:>12} {base_text} {ratio}"
+    return f"{case.name:<50} {pub.p50_ms:8.1f} {pub.p95_ms:8.1f} {rows:>12} {base_text} {ratio}"
+
+
+def print_load(load: dict[str, Any], writes: dict[str, Any]) -> None:
+    print(f"\nBulk import ({BULK_PATH}):")
+    for entry in load["tables"]:
+        print(
+            f"  {entry['table']:<17} {entry['rows']:>9,} rows {entry['seconds']:7.2f} s "
+            f"{entry['rows_per_s']:>10,} rows/s"
+        )
+    upsert, unchanged = writes["upsert_models_insert"], writes["upsert_models_unchanged"]
+    added, saved = writes["add_results"], writes["save_embeddings"]
+    print(
+        f"Per-record path: Registry.upsert_models({upsert['records']:,} new records) "
+        f"{upsert['seconds']:.2f} s = {upsert['records_per_s']:,} records/s; the same "
+        f"{unchanged['records']:,} again (unchanged) {unchanged['seconds']:.2f} s"
+    )
+    print(
+        f"Per-call writes: start_run {writes['start_run_ms']} ms, add_version p50 "
+        f"{writes['add_version_ms']['p50_ms']:.1f} ms, add_results({added['rows']:,} rows) "
+        f"{added['seconds']:.2f} s, save_embeddings({saved['rows']:,} rows) "
+        f"{saved['seconds']:.2f} s"
     )
 
 
-def print_report(load: dict[str, Any], writes: dict[str, Any], cases: list[Case]) -> None:
-    print(f"\nBulk import ({BULK_PATH}):")
-    for entry in load["tables"]:
-        print(f"  {entry['table']:<17} {entry['rows']:>9,} rows  {entry['seconds']:7.2f} s  "
-              f"{entry['rows_per_s']:>10,} rows/s")  # fmt: skip
-    upsert = writes["upsert_models_insert"]
-    print(f"Per-record path: Registry.upsert_models({upsert['records']:,} new records) "
-          f"{upsert['seconds']:.2f} s = {upsert['records_per_s']:,} records/s; "
-          f"unchanged re-upsert {writes['upsert_models_unchanged']['seconds']:.2f} s")  # fmt: skip
-    print(f"start_run {writes['start_run_ms']} ms, add_version p50 "
-          f"{writes['add_version_ms']['p50_ms']:.1f} ms, add_results "
-          f"{writes['add_results']['rows']:,} rows {writes['add_results']['seconds']:.2f} s")  # fmt: skip
-    header = f"{'operation':<44} {'p50 ms':>8} {'p95 ms':>8} {'rows':>12} {'base p50':>9} ratio"
+def print_cases(cases: list[Case]) -> None:
+    header = f"{'operation':<50} {'p50 ms':>8} {'p95 ms':>8} {'rows':>12} {'base p50':>9} ratio"
     print("\n" + header + "\n" + "-" * len(header))
     for case in cases:
         print(format_row(case))
-    print("rows = returned/matching; base = raw SQL on one long-lived duckdb connection")
+    print("rows = returned/matching; base = the same SQL on one long-lived duckdb connection")
+    print("fix? = a proposed change, timed the same way (not what transferlab does today)")
+    differing = [case.name for case in cases if case.same_rows is False]
+    print(f"Rows identical to plain SQL: {'no: ' + ', '.join(differing) if differing else 'yes'}")
+
+
+def print_probe(probe: dict[str, Any]) -> None:
+    parts = [
+        f"torch threads {key.rsplit('_', 1)[1]}: embed p50 {value['embed']['p50_ms']:.1f} ms, "
+        f"SQL p50 {value['sql']['p50_ms']:.1f} ms"
+        for key, value in probe.items()
+        if key.startswith("torch_threads_")
+    ]
+    print(f"MiniLM and DuckDB taking turns ({probe['calls']} calls): " + "; ".join(parts))
+
+
+def print_contention(usage: dict[str, float] | None) -> None:
+    if usage is None:
+        return
+    busy = usage["other_cores_busy"]
+    print(f"Other processes used {busy:.2f} cores on average while the reads were timed.")
+    if busy > 0.1:
+        print("WARNING: the machine was not quiet; latencies above are inflated. Rerun.")
 
 
 def aims(cases: list[Case]) -> dict[str, Any]:
@@ -858,10 +1019,12 @@ def measure(registry: Registry, repeats: int) -> tuple[list[Case], dict[str, Any
         *filtered_cases(reader),
         *semantic_cases(reader, vectors),
         *leaderboard_cases(reader),
+        *candidate_cases(reader, vectors),
     ]
     run_public(cases, repeats)
     run_baselines(reader.path, cases, repeats)
     extra = {
+        "threads_probe": thread_probe(reader.path, vectors, min(repeats, 20)),
         "embedder_load_s": round(load_s, 2),
         "first_search_call_ms": round(first_call_s * 1000, 1),
     }
@@ -875,9 +1038,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         registry = Registry(Path(folder) / "registry.duckdb", actor="bench")
         load = fill_registry(registry, args.models, args.results, args.seed)
         file_mb = registry.path.stat().st_size / 2**20
+        meter = CpuMeter()
         cases, extra = measure(registry, args.repeats)
+        extra["other_processes_during_reads"] = meter.report()
         writes = write_path(registry, args.upsert_records, args.seed + 1)
-    print_report(load, writes, cases)
+    print_load(load, writes)
+    print_cases(cases)
+    print_probe(extra["threads_probe"])
+    print_contention(extra["other_processes_during_reads"])
     result_aims = aims(cases)
     print_aims(result_aims)
     report = {

@@ -142,3 +142,14 @@ def test_runs_and_results_round_trip(registry):
     assert len(registry.results(run_id=run_id)) == 4
     with pytest.raises(TransferlabError, match="Cannot finish a run as 'running'"):
         registry.finish_run(run_id, "running")
+
+
+def test_a_model_with_versions_and_aliases_can_still_be_updated(registry):
+    registry.upsert_models([_model("enc", tags=["a"])])
+    registry.add_version("enc", "base", "hf://org/enc")
+    registry.set_alias("enc:1", "production")
+    changed = registry.upsert_models([_model("enc", tags=["a", "b"], source_ref="org/enc-v2")])
+    assert changed["updated"] == ["enc"]
+    model = registry.get_model("enc")
+    assert (model["tags"], model["source_ref"]) == (["a", "b"], "org/enc-v2")
+    assert registry.resolve("enc@production").version_id == "enc:1"

@@ -81,7 +81,7 @@ def confusion_matrix_figure(
 
 
 def metrics_by_split(
-    metrics: dict[str, dict[str, float]], names: Sequence[str] = ("accuracy", "f1_macro")
+    metrics: dict[str, dict[str, float]], names: Sequence[str] = ("accuracy", "macro_f1")
 ) -> go.Figure:
     """Grouped bars: one group per metric, one bar per split."""
     fig = go.Figure()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence load warnings and the "Loading weights" bar; restore both afterwards.
-
-    Training progress bars (the Trainer's own tqdm) are not affected.
+    """Silence load reports (newly initialised head weights are expected when we add one),
+    the "Loading weights" bar and peft's use of a property transformers 5 deprecates; restore
+    all of it afterwards. Training progress bars (the Trainer's own tqdm) are not affected.
     """
     from transformers.utils import logging as hf_logging
 
@@ -19,7 +20,11 @@ def quiet_transformers() -> Iterator[None]:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+            )
+            yield
     finally:
         hf_logging.set_verbosity(level)
         if bars:

@@ -10,7 +10,7 @@ from transferlab.errors import TransferlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from transferlab.cli import registry_commands, run_commands
+    from transferlab.cli import model_commands, registry_commands, run_commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     registry_commands.add_commands(commands, common)
     run_commands.add_commands(commands, common)
+    model_commands.add_commands(commands, common)
     return parser
 
 
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error.fix:
             print(f"  fix: {error.fix}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `transferlab ... | head` closed the pipe: nothing to report
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

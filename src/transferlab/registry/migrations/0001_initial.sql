@@ -1,6 +1,10 @@
 -- transferlab registry schema, version 1.
 -- Applied in one transaction by transferlab.registry.migrate; never edit a released
 -- migration: add a new numbered file instead.
+--
+-- No foreign key points at `models`: DuckDB runs an UPDATE of a list column (tags, languages)
+-- as delete + insert, which a referencing key refuses. The Registry API checks that a model
+-- exists before it adds a version or an alias.
 
 CREATE TABLE models (
     name              VARCHAR PRIMARY KEY,
@@ -52,7 +56,7 @@ CREATE TABLE runs (
 
 CREATE TABLE model_versions (
     version_id         VARCHAR PRIMARY KEY,   -- '<model name>:<version number>'
-    model_name         VARCHAR NOT NULL REFERENCES models (name),
+    model_name         VARCHAR NOT NULL,
     version            INTEGER NOT NULL,
     kind               VARCHAR NOT NULL CHECK (kind IN ('base', 'adapter', 'merged', 'full')),
     uri                VARCHAR,
@@ -65,7 +69,7 @@ CREATE TABLE model_versions (
 );
 
 CREATE TABLE aliases (
-    model_name  VARCHAR NOT NULL REFERENCES models (name),
+    model_name  VARCHAR NOT NULL,
     alias       VARCHAR NOT NULL,
     version_id  VARCHAR NOT NULL REFERENCES model_versions (version_id),
     updated_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,

@@ -1,0 +1,126 @@
+"""Writing a run's outcome to the registry: the derived model, its version and its results in
+one transaction, so a failure leaves no half-registered version behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transferlab.data import DataSplits
+from transferlab.errors import TransferlabError
+from transferlab.finetuning.artifacts import SavedModel
+from transferlab.finetuning.config import ResolvedConfig
+from transferlab.finetuning.training import TrainingOutcome
+from transferlab.registry import ModelRecord, Registry, VersionRecord
+
+RESULT_METRICS = ("accuracy", "macro_f1", "loss")
+_MAX_ERROR_CHARS = 4000
+_METHOD_TITLES = {
+    "lora": "LoRA",
+    "qlora": "QLoRA",
+    "full": "Full",
+    "linear_probe": "Linear-probe",
+}
+
+
+def error_text(exc: BaseException) -> str:
+    """The message a user reads (problem and fix), not a traceback."""
+    text = str(exc) if isinstance(exc, TransferlabError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        text = "Interrupted (KeyboardInterrupt)."
+    return text[:_MAX_ERROR_CHARS]
+
+
+def derived_record(
+    resolved: ResolvedConfig, saved: SavedModel, outcome: TrainingOutcome, splits: DataSplits
+) -> ModelRecord:
+    base = resolved.base
+    labels = splits.label_names
+    title = _METHOD_TITLES[resolved.method]
+    description = (
+        f"{title} fine-tune of {base.model_name} for text classification on {resolved.dataset} "
+        f"({len(labels)} labels: {', '.join(labels[:8])}{' ...' if len(labels) > 8 else ''}), "
+        f"trained on {len(splits.train)} examples."
+    )
+    model = outcome.model.get_base_model() if resolved.uses_adapter else outcome.model
+    architecture = type(model).__name__
+    return ModelRecord(
+        name=resolved.name,
+        source="local",
+        source_ref=str(saved.folder),
+        task="text-classification",
+        architecture=architecture,
+        model_type=base.model_type,
+        library="peft" if saved.adapter_format == "peft" else "transformers",
+        license=base.license,
+        commercial_use=base.commercial_use,
+        parameters=outcome.total_parameters,
+        size_bytes=saved.size_bytes,
+        languages=list(base.languages),
+        description=description,
+        tags=["fine-tuned", resolved.method, f"base:{base.model_name}", resolved.dataset],
+        finetune={**base.finetune, "label_names": labels},
+    )
+
+
+def result_rows(
+    run_id: str, resolved: ResolvedConfig, outcome: TrainingOutcome, n_train: int
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run_id,
+            "suite": None,
+            "task": "text-classification",
+            "dataset": resolved.dataset,
+            "split": split,
+            "metric": metric,
+            "value": scores[metric],
+            "n_train": n_train,
+            "seed": resolved.seed,
+        }
+        for split, scores in outcome.metrics.items()
+        for metric in RESULT_METRICS
+    ]
+
+
+def register_outcome(
+    registry: Registry,
+    resolved: ResolvedConfig,
+    saved: SavedModel,
+    outcome: TrainingOutcome,
+    splits: DataSplits,
+    run_id: str,
+) -> VersionRecord:
+    """Base (if new), derived model, version and results: all or nothing."""
+    record = derived_record(resolved, saved, outcome, splits)
+    with registry.transaction() as con:
+        parent_id = resolved.base.version_id
+        if parent_id is None and resolved.base.record_to_register is not None:
+            base_record = resolved.base.record_to_register
+            registry.upsert_models([base_record], origin="import", con=con)
+            parent_id = registry.add_version(
+                base_record.name,
+                "base",
+                resolved.base.source.location,
+                metadata={"registered_by_run": run_id},
+                con=con,
+            ).version_id
+        # Later runs add versions to the model and leave its record as the first run wrote it:
+        # DuckDB rejects an UPDATE of a models row that versions reference (foreign key).
+        if not con.execute("SELECT 1 FROM models WHERE name = ?", [record.name]).fetchall():
+            registry.upsert_models([record], origin="derived", con=con)
+        version = registry.add_version(
+            resolved.name,
+            saved.kind,
+            str(saved.folder),
+            parent_version_id=parent_id,
+            run_id=run_id,
+            label_names=list(splits.label_names),
+            metadata={**saved.metadata, "base_version_id": parent_id},
+            con=con,
+        )
+        rows = result_rows(run_id, resolved, outcome, len(splits.train))
+        for row in rows:
+            row["version_id"] = version.version_id
+        registry.add_results(rows, con=con)
+    return version

@@ -1,0 +1,190 @@
+"""One fine-tuning run from request to registered version, recorded in the registry whatever
+happens: resolve -> load data -> train -> save -> register, or a failed run with its error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferlab.data import DataSplits, load_splits
+from transferlab.finetuning.artifacts import label_maps, save_trained_model
+from transferlab.finetuning.config import (
+    FinetuneConfig,
+    ResolvedConfig,
+    resolve_config,
+)
+from transferlab.finetuning.recording import error_text, register_outcome
+from transferlab.finetuning.sources import progress_bars
+from transferlab.finetuning.training import TrainingOutcome, train_and_evaluate
+from transferlab.registry import Registry, VersionRecord
+
+RUN_KIND = "finetune"
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced: the registered version, its scores, curves and costs."""
+
+    run_id: str
+    version: VersionRecord
+    output_dir: Path
+    method: str
+    label_names: list[str]
+    metrics: dict[str, dict[str, float]]
+    history: list[dict[str, Any]]
+    confusion_matrix: list[list[int]] | None
+    timings: dict[str, float]
+    resources: dict[str, Any]
+    data: dict[str, Any]
+    parameters: dict[str, Any]
+    logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def version_id(self) -> str:
+        return self.version.version_id
+
+    @property
+    def ref(self) -> str:
+        return self.version.ref
+
+
+def finetune(
+    config: FinetuneConfig,
+    registry: Registry | None = None,
+    *,
+    run_id: str | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune `config.base` on the labelled data and register the result as a new version.
+
+    With `run_id` the run already exists (the papermill runner started it) and is updated;
+    otherwise a 'finetune' run is started. On any error the run is finished as failed (or
+    interrupted) with the error message, nothing is registered, the output folder is left for
+    inspection, and the error is raised again.
+    """
+    registry = registry or Registry(config.registry)
+    started = time.perf_counter()
+    if run_id is None:
+        run_id = registry.start_run(RUN_KIND, parameters=config.to_params())
+        existing: dict[str, Any] = {}
+    else:
+        existing = registry.get_run(run_id)["parameters"] or {}
+    try:
+        resolved = resolve_config(config, registry, run_id=run_id)
+        registry.update_run(run_id, parameters={**existing, **resolved.to_params()})
+        splits = _load_data(resolved)
+        parameters = {**existing, **resolved.to_params(), "data": splits.summary()}
+        registry.update_run(run_id, parameters=parameters, data_fingerprint=splits.fingerprint())
+        resolved.output_dir.mkdir(parents=True, exist_ok=True)
+        outcome = train_and_evaluate(resolved, splits, progress=progress)
+        parameters["group_by_length"] = outcome.group_by_length
+        registry.update_run(run_id, parameters=parameters)
+        save_started = time.perf_counter()
+        with progress_bars(progress):
+            saved = save_trained_model(
+                outcome.model,
+                outcome.tokenizer,
+                resolved.output_dir,
+                method=resolved.method,
+                head_modules=outcome.head_modules,
+                metadata=_version_metadata(resolved, splits, outcome),
+            )
+        version = register_outcome(registry, resolved, saved, outcome, splits, run_id)
+        outcome.timings["save_s"] = time.perf_counter() - save_started
+        outcome.timings["total_s"] = time.perf_counter() - started
+        result = _result(run_id, version, resolved, splits, outcome, parameters)
+        registry.finish_run(run_id, "succeeded", metrics=_run_metrics(result, outcome))
+        return result
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            registry.finish_run(run_id, status, error=error_text(exc))
+        except Exception as record_error:  # keep the original error; note the second one
+            exc.add_note(f"transferlab could not record the run as {status}: {record_error}")
+        raise
+
+
+def _load_data(resolved: ResolvedConfig) -> DataSplits:
+    return load_splits(
+        resolved.train,
+        validation=resolved.validation,
+        test=resolved.test,
+        text_column=resolved.text_column,
+        label_column=resolved.label_column,
+        label_names=resolved.label_names,
+        test_fraction=resolved.test_fraction,
+        validation_fraction=resolved.validation_fraction,
+        n_per_class=resolved.n_per_class,
+        n_train=resolved.n_train,
+        seed=resolved.seed,
+    )
+
+
+def _version_metadata(
+    resolved: ResolvedConfig, splits: DataSplits, outcome: TrainingOutcome
+) -> dict[str, Any]:
+    """What loading the version needs (and what it is), stored in the registry and on disk."""
+    return {
+        "method": resolved.method,
+        **label_maps(splits.label_names),
+        "base_uri": resolved.base.source.uri,
+        "base_version_id": resolved.base.version_id,
+        "base_model": resolved.base.model_name,
+        "model_type": resolved.base.model_type,
+        "max_length": resolved.max_length,
+        "target_modules": resolved.target_modules,
+        "lora_r": resolved.lora_r,
+        "lora_alpha": resolved.lora_alpha,
+        "quantization": outcome.quantization,
+        "dataset": resolved.dataset,
+        "data_fingerprint": splits.fingerprint(),
+        "trainable_parameters": outcome.trainable_parameters,
+    }
+
+
+def _result(
+    run_id: str,
+    version: VersionRecord,
+    resolved: ResolvedConfig,
+    splits: DataSplits,
+    outcome: TrainingOutcome,
+    parameters: dict[str, Any],
+) -> FinetuneResult:
+    return FinetuneResult(
+        run_id=run_id,
+        version=version,
+        output_dir=resolved.output_dir,
+        method=resolved.method,
+        label_names=list(splits.label_names),
+        metrics=outcome.metrics,
+        history=outcome.history,
+        confusion_matrix=outcome.confusion_matrix,
+        timings=outcome.timings,
+        resources={
+            **outcome.resources,
+            "trainable_parameters": outcome.trainable_parameters,
+            "total_parameters": outcome.total_parameters,
+            "best_step": outcome.best_step,
+            "group_by_length": outcome.group_by_length,
+        },
+        data=splits.summary(),
+        parameters=parameters,
+        logits=outcome.logits,
+    )
+
+
+def _run_metrics(result: FinetuneResult, outcome: TrainingOutcome) -> dict[str, Any]:
+    return {
+        "version_id": result.version_id,
+        "metrics": result.metrics,
+        "confusion_matrix": result.confusion_matrix,
+        "timings": result.timings,
+        "resources": result.resources,
+        "history": result.history,
+        "label_names": result.label_names,
+    }

@@ -1,0 +1,431 @@
+"""Training with transformers' Trainer (+ peft for LoRA): the model, its trainable parts, the
+data pipeline with per-batch padding, early stopping, and the measurements a report needs.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transferlab.data import DataSplits, LabelledData
+from transferlab.errors import TransferlabError
+from transferlab.finetuning import sources
+from transferlab.finetuning.config import ResolvedConfig
+from transferlab.finetuning.metrics import classification_metrics, confusion
+from transferlab.quiet import quiet_transformers
+
+# Evaluating the training split is skipped above this size: it would cost another epoch.
+MAX_TRAIN_EVAL_EXAMPLES = 2000
+# Length grouping sorts examples inside mega-batches of up to 50 batches; with fewer than this
+# many batches per epoch it barely changes padding and makes batches less random.
+MIN_BATCHES_FOR_LENGTH_GROUPING = 32
+
+
+@dataclass
+class TrainingOutcome:
+    """The trained model (in memory) and what was measured while training and evaluating it."""
+
+    model: Any
+    tokenizer: Any
+    head_modules: list[str]
+    trainable_parameters: int
+    total_parameters: int
+    metrics: dict[str, dict[str, float]]
+    logits: dict[str, np.ndarray]
+    confusion_matrix: list[list[int]] | None
+    history: list[dict[str, Any]]
+    timings: dict[str, float]
+    resources: dict[str, Any]
+    group_by_length: bool
+    best_step: int | None = None
+    quantization: dict[str, Any] | None = field(default=None)
+
+
+class PaddingCounter:
+    """Wraps a collator and counts real and padded token positions of the batches it builds."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+        self.examples = 0
+        self.real_tokens = 0
+        self.batch_tokens = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        mask = batch.get("attention_mask")
+        if mask is not None:
+            self.examples += int(mask.shape[0])
+            self.real_tokens += int(mask.sum())
+            self.batch_tokens += int(mask.numel())
+        return batch
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.real_tokens / self.batch_tokens if self.batch_tokens else 0.0
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def quantization_config() -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
+
+
+def quantization_metadata() -> dict[str, Any]:
+    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
+
+
+def build_model(resolved: ResolvedConfig, label_names: list[str]) -> tuple:
+    """(model ready to train, tokenizer, head module names) for the resolved method."""
+    source = resolved.base.source
+    tokenizer = sources.load_tokenizer(source)
+    quantization = quantization_config() if resolved.method == "qlora" else None
+    model, head = sources.load_classifier(source, label_names, quantization=quantization)
+    sources.align_pad_token(model, tokenizer)
+    if resolved.uses_adapter:
+        model = _with_lora(model, resolved, head)
+    elif resolved.method == "linear_probe":
+        _train_only(model, head)
+    else:
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+    return model, tokenizer, head
+
+
+def _with_lora(model: Any, resolved: ResolvedConfig, head: list[str]) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    if resolved.method == "qlora":
+        model = prepare_model_for_kbit_training(model)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # keeps the classifier head trainable (modules_to_save)
+        r=resolved.lora_r,
+        lora_alpha=resolved.lora_alpha,
+        lora_dropout=resolved.lora_dropout,
+        target_modules=resolved.target_modules,
+        modules_to_save=head,
+    )
+    try:
+        with quiet_transformers():
+            return get_peft_model(model, config)
+    except ValueError as exc:
+        raise TransferlabError(
+            f"LoRA cannot wrap {resolved.base.ref} with target_modules="
+            f"{resolved.target_modules}: {exc}",
+            "Use target_modules='auto', or name Linear modules the model has.",
+        ) from exc
+
+
+def _train_only(model: Any, head: list[str]) -> None:
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    modules = dict(model.named_modules())
+    for name in head:
+        for parameter in modules[name].parameters():
+            parameter.requires_grad = True
+
+
+def _encode(tokenizer: Any, data: LabelledData, max_length: int) -> Any:
+    import datasets
+
+    encoded = tokenizer(list(data.texts), truncation=True, max_length=max_length)
+    columns = {key: list(values) for key, values in encoded.items()}
+    columns["labels"] = list(data.labels)
+    return datasets.Dataset.from_dict(columns)
+
+
+def _length_grouping(resolved: ResolvedConfig, n_train: int) -> bool:
+    if resolved.group_by_length is not None:
+        return resolved.group_by_length
+    return math.ceil(n_train / resolved.batch_size) >= MIN_BATCHES_FOR_LENGTH_GROUPING
+
+
+def _training_arguments(
+    resolved: ResolvedConfig,
+    checkpoints: str,
+    n_train: int,
+    has_validation: bool,
+    group_by_length: bool,
+    progress: bool,
+) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    steps_per_epoch = max(1, math.ceil(n_train / resolved.batch_size))
+    total_steps = resolved.max_steps or math.ceil(resolved.epochs * steps_per_epoch)
+    evaluation: dict[str, Any] = {"eval_strategy": "no", "save_strategy": "no"}
+    if has_validation:
+        if resolved.max_steps:
+            every = max(1, min(steps_per_epoch, total_steps // 4))
+            evaluation = {
+                "eval_strategy": "steps",
+                "eval_steps": every,
+                "save_strategy": "steps",
+                "save_steps": every,
+            }
+        else:
+            evaluation = {"eval_strategy": "epoch", "save_strategy": "epoch"}
+        evaluation.update(
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
+            save_only_model=True,
+            save_total_limit=1,
+        )
+    precision: dict[str, bool] = {}
+    if resolved.method == "qlora":
+        bf16 = torch.cuda.is_bf16_supported()
+        precision = {"bf16": bf16, "fp16": not bf16}
+    return TrainingArguments(
+        output_dir=checkpoints,
+        per_device_train_batch_size=resolved.batch_size,
+        per_device_eval_batch_size=resolved.batch_size * 2,
+        num_train_epochs=resolved.epochs,
+        max_steps=resolved.max_steps or -1,
+        learning_rate=resolved.learning_rate,
+        weight_decay=resolved.weight_decay,
+        warmup_steps=resolved.warmup_ratio,
+        lr_scheduler_type="linear",
+        logging_strategy="steps",
+        logging_steps=max(1, total_steps // 50),
+        report_to=resolved.report_to,
+        disable_tqdm=not progress,
+        seed=resolved.seed,
+        data_seed=resolved.seed,
+        use_cpu=resolved.device == "cpu",
+        dataloader_pin_memory=resolved.device == "cuda",
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        label_names=["labels"],
+        **evaluation,
+        **precision,
+    )
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class CountingTrainer(Trainer):
+        """Counts padding on the training batches only (evaluation uses the plain collator)."""
+
+        padding_counter: PaddingCounter
+
+        def get_train_dataloader(self) -> Any:
+            plain = self.data_collator
+            self.data_collator = self.padding_counter
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = plain
+
+    return CountingTrainer
+
+
+def _compute_metrics(prediction: Any) -> dict[str, float]:
+    logits = prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    scores = classification_metrics(prediction.label_ids, logits)
+    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+
+
+def train_and_evaluate(
+    resolved: ResolvedConfig, splits: DataSplits, *, progress: bool = True
+) -> TrainingOutcome:
+    """Load, train, keep the best validation checkpoint, and evaluate every split."""
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    timings: dict[str, float] = {}
+    with torch_threads(resolved.num_threads), sources.progress_bars(progress):
+        set_seed(resolved.seed)
+        started = time.perf_counter()
+        model, tokenizer, head = build_model(resolved, splits.label_names)
+        timings["load_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        encoded = {
+            split: _encode(tokenizer, data, resolved.max_length) for split, data in splits.items()
+        }
+        timings["tokenize_s"] = time.perf_counter() - started
+
+        n_train = len(splits.train)
+        grouping = _length_grouping(resolved, n_train)
+        has_validation = splits.validation is not None
+        counter = PaddingCounter(DataCollatorWithPadding(tokenizer))
+        callbacks = []
+        if has_validation and resolved.early_stopping_patience:
+            callbacks.append(
+                EarlyStoppingCallback(early_stopping_patience=resolved.early_stopping_patience)
+            )
+        with tempfile.TemporaryDirectory(prefix="transferlab-checkpoints-") as checkpoints:
+            args = _training_arguments(
+                resolved, checkpoints, n_train, has_validation, grouping, progress
+            )
+            trainer = _trainer_class()(
+                model=model,
+                args=args,
+                train_dataset=encoded["train"],
+                eval_dataset=encoded.get("validation"),
+                data_collator=DataCollatorWithPadding(tokenizer),
+                processing_class=tokenizer,
+                compute_metrics=_compute_metrics,
+                callbacks=callbacks,
+            )
+            trainer.padding_counter = counter
+            if not progress:
+                trainer.remove_callback(PrinterCallback)
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            started = time.perf_counter()
+            trainer.train()
+            timings["train_s"] = time.perf_counter() - started
+            history = _history(trainer.state.log_history)
+            eval_seconds = sum(
+                entry.get("eval_runtime", 0.0) for entry in trainer.state.log_history
+            )
+            compute_seconds = max(timings["train_s"] - eval_seconds, 1e-9)
+            timings["train_eval_s"] = eval_seconds
+            timings["train_samples_per_s"] = counter.examples / compute_seconds
+
+        model = trainer.model
+        started = time.perf_counter()
+        metrics, logits = _evaluate(model, tokenizer, splits, encoded, resolved.batch_size * 2)
+        timings["evaluate_s"] = time.perf_counter() - started
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    test_confusion = (
+        confusion(np.asarray(splits.test.labels), logits["test"], len(splits.label_names))
+        if splits.test is not None
+        else None
+    )
+    return TrainingOutcome(
+        model=model,
+        tokenizer=tokenizer,
+        head_modules=head,
+        trainable_parameters=int(trainable),
+        total_parameters=int(total),
+        metrics=metrics,
+        logits=logits,
+        confusion_matrix=test_confusion,
+        history=history,
+        timings=timings,
+        resources={
+            "device": resolved.device,
+            "threads": resolved.num_threads,
+            "peak_rss_mb": _peak_rss_mb(),
+            "peak_gpu_mb": (
+                torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+            ),
+            "train_examples_seen": counter.examples,
+            "steps": trainer.state.global_step,
+            "padding_share": counter.padding_share,
+            "padding_share_fixed_length": _fixed_length_padding(
+                encoded["train"], resolved.max_length
+            ),
+        },
+        group_by_length=grouping,
+        best_step=getattr(trainer.state, "best_global_step", None),
+        quantization=quantization_metadata() if resolved.method == "qlora" else None,
+    )
+
+
+def _evaluate(
+    model: Any, tokenizer: Any, splits: DataSplits, encoded: dict[str, Any], batch_size: int
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Logits in the data's own order (Trainer.predict reorders them when grouping by length)."""
+    metrics: dict[str, dict[str, float]] = {}
+    logits: dict[str, np.ndarray] = {}
+    for split, data in splits.items():
+        if split == "train" and len(data) > MAX_TRAIN_EVAL_EXAMPLES:
+            continue
+        logits[split] = batched_logits(model, tokenizer, encoded[split], batch_size)
+        metrics[split] = classification_metrics(np.asarray(data.labels), logits[split])
+    return metrics, logits
+
+
+def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) -> np.ndarray:
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    collator = DataCollatorWithPadding(tokenizer)
+    device = next(model.parameters()).device
+    inputs = dataset.remove_columns([c for c in ("labels",) if c in dataset.column_names])
+    model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            rows = inputs[start : start + batch_size]
+            features = [
+                dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)
+            ]
+            batch = collator(features).to(device)
+            outputs.append(model(**batch).logits.float().cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels))
+
+
+def _history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Loss (and validation scores) per logging step, one record each, for learning curves."""
+    records = []
+    for entry in log_history:
+        base = {"step": entry.get("step"), "epoch": entry.get("epoch")}
+        if "loss" in entry:
+            records.append(
+                {
+                    **base,
+                    "split": "train",
+                    "loss": entry["loss"],
+                    "learning_rate": entry.get("learning_rate"),
+                    "grad_norm": entry.get("grad_norm"),
+                }
+            )
+        elif "eval_loss" in entry:
+            records.append(
+                {
+                    **base,
+                    "split": "validation",
+                    "loss": entry["eval_loss"],
+                    "accuracy": entry.get("eval_accuracy"),
+                    "macro_f1": entry.get("eval_macro_f1"),
+                }
+            )
+    return records
+
+
+def _fixed_length_padding(dataset: Any, max_length: int) -> float:
+    """The padding share had every example been padded to max_length."""
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    return 1 - sum(lengths) / (len(lengths) * max_length) if lengths else 0.0
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
