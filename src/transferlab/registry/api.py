@@ -66,6 +66,7 @@ _RESULT_COLUMNS = (
     "seed",
 )
 _JSON_COLUMNS = {
+    "requested",
     "finetune",
     "parameters_json",
     "label_names",
@@ -533,13 +534,14 @@ class Registry:
         run_id = run_id or new_run_id(kind)
         with self.connect() as con:
             con.execute(
-                "INSERT INTO runs (run_id, kind, template, parameters, status, started_at, "
-                "output_notebook, data_fingerprint, package_versions, sweep_id, host, pid) "
-                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, kind, template, requested, parameters, status, "
+                "started_at, output_notebook, data_fingerprint, package_versions, sweep_id, host, "
+                "pid) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 [
                     run_id,
                     kind,
                     template,
+                    _json(parameters or {}),
                     _json(parameters or {}),
                     _now(),
                     output_notebook,

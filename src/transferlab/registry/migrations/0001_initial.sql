@@ -40,7 +40,8 @@ CREATE TABLE runs (
     run_id            VARCHAR PRIMARY KEY,
     kind              VARCHAR NOT NULL,        -- finetune | benchmark | discover | profile | import | sweep
     template          VARCHAR,
-    parameters        JSON,
+    requested         JSON,                    -- the parameters as the user gave them
+    parameters        JSON,                    -- as resolved (defaults filled in) by the run
     status            VARCHAR NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
     started_at        TIMESTAMP NOT NULL DEFAULT current_timestamp,
     finished_at       TIMESTAMP,
