@@ -44,6 +44,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.succeeded else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from transferlab.registry.api import require_registry_file
+    from transferlab.report import count_plotly_figures, render_run_report
+
+    require_registry_file(args.registry)
+    path = render_run_report(Registry(args.registry), args.run_id, args.output)
+    figures = count_plotly_figures(path.read_text(encoding="utf-8"))
+    if args.json:
+        emit_json({"run_id": args.run_id, "report": str(path), "figures": figures})
+    else:
+        print(f"report  {path} ({figures} figures)")
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     run = commands.add_parser(
         "run",
@@ -70,3 +84,13 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     )
     run.add_argument("--output-dir", help="where the output notebook goes (default outputs/runs)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="render a run's executed notebook as a self-contained HTML page",
+        description="Render a run's output notebook to HTML with the code hidden.",
+    )
+    report.set_defaults(handler=cmd_report)
+    report.add_argument("run_id")
+    report.add_argument("--output", help="HTML path (default: beside the output notebook)")
