@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -70,3 +73,39 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
 
 def transferlab_executable() -> str:
     return str(Path(sys.executable).with_name("transferlab"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_bert_dir):
+    """One fine-tuning run of a tiny random BERT on the sample data, through papermill."""
+    folder = tmp_path_factory.mktemp("template-run")
+    registry = folder / "registry.duckdb"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = cli_main(
+            [
+                "run",
+                "finetune",
+                "-p",
+                "base",
+                str(tiny_bert_dir),
+                "-p",
+                "max_steps",
+                "6",
+                "-p",
+                "batch_size",
+                "8",
+                "-p",
+                "max_length",
+                "32",
+                "-p",
+                "name",
+                "tiny-intents",
+                "--registry",
+                str(registry),
+                "--output-dir",
+                str(folder / "runs"),
+                "--json",
+            ]
+        )
+    return code, json.loads(buffer.getvalue()), registry

@@ -2,52 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import nbformat
-import pytest
 
 from transferlab import Registry
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_bert_dir):
-    """One fine-tuning run of a tiny random BERT on the sample data, through papermill."""
-    from transferlab.cli import main
-
-    folder = tmp_path_factory.mktemp("template-run")
-    registry = folder / "registry.duckdb"
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        code = main(
-            [
-                "run",
-                "finetune",
-                "-p",
-                "base",
-                str(tiny_bert_dir),
-                "-p",
-                "max_steps",
-                "6",
-                "-p",
-                "batch_size",
-                "8",
-                "-p",
-                "max_length",
-                "32",
-                "-p",
-                "name",
-                "tiny-intents",
-                "--registry",
-                str(registry),
-                "--output-dir",
-                str(folder / "runs"),
-                "--json",
-            ]
-        )
-    return code, json.loads(buffer.getvalue()), registry
 
 
 def test_template_run_registers_an_adapter_with_lineage(tiny_run, tiny_bert_dir):
@@ -91,6 +50,7 @@ def test_template_output_has_curves_scores_and_confusion_matrix(tiny_run):
         for o in plotly
     }
     assert any("Loss" in t for t in titles) and any("Confusion" in t for t in titles)
+    assert any("Validation accuracy" in t for t in titles)
     assert not [o for o in outputs if o.get("output_type") == "error"]
 
 

@@ -17,40 +17,44 @@ def use_offline_notebook_renderer() -> None:
 
 
 def loss_curve(history: Sequence[dict]) -> go.Figure:
-    """Training loss (and validation loss when logged) against the optimisation step."""
+    """Training and validation loss against the optimisation step.
+
+    `history` holds one record per logging step: {"step", "split": "train" | "validation",
+    "loss", ...} (transferlab.finetune's FinetuneResult.history).
+    """
     fig = go.Figure()
-    train = [(h["step"], h["loss"]) for h in history if h.get("loss") is not None]
-    evals = [(h["step"], h["eval_loss"]) for h in history if h.get("eval_loss") is not None]
-    if train:
-        fig.add_scatter(
-            x=[s for s, _ in train],
-            y=[v for _, v in train],
-            name="training loss",
-            mode="lines+markers",
-        )
-    if evals:
-        fig.add_scatter(
-            x=[s for s, _ in evals],
-            y=[v for _, v in evals],
-            name="validation loss",
-            mode="lines+markers",
-        )
+    for split, label in (("train", "training loss"), ("validation", "validation loss")):
+        points = [
+            (h["step"], h["loss"])
+            for h in history
+            if h.get("split") == split and h.get("loss") is not None
+        ]
+        if points:
+            fig.add_scatter(
+                x=[s for s, _ in points], y=[v for _, v in points], name=label, mode="lines+markers"
+            )
     fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="loss", template=TEMPLATE)
     return fig
 
 
-def metric_curve(history: Sequence[dict], metric: str = "eval_accuracy") -> go.Figure:
-    points = [(h["step"], h[metric]) for h in history if h.get(metric) is not None]
+def has_validation_scores(history: Sequence[dict], metric: str = "accuracy") -> bool:
+    return any(h.get("split") == "validation" and h.get(metric) is not None for h in history)
+
+
+def metric_curve(history: Sequence[dict], metric: str = "accuracy") -> go.Figure:
+    """A validation metric against the optimisation step."""
+    points = [
+        (h["step"], h[metric])
+        for h in history
+        if h.get("split") == "validation" and h.get(metric) is not None
+    ]
     fig = go.Figure(
         go.Scatter(
             x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers", name=metric
         )
     )
     fig.update_layout(
-        title=f"Validation {metric.removeprefix('eval_')}",
-        xaxis_title="step",
-        yaxis_title=metric.removeprefix("eval_"),
-        template=TEMPLATE,
+        title=f"Validation {metric}", xaxis_title="step", yaxis_title=metric, template=TEMPLATE
     )
     return fig
 
