@@ -10,7 +10,7 @@ from transferlab.errors import TransferlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from transferlab.cli import model_commands, registry_commands, run_commands
+    from transferlab.cli import model_commands, promotion_commands, registry_commands, run_commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_commands.add_commands(commands, common)
     run_commands.add_commands(commands, common)
     model_commands.add_commands(commands, common)
+    promotion_commands.add_commands(commands, common)
     return parser
 
 
