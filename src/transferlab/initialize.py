@@ -38,3 +38,14 @@ def initialize(registry: Registry, catalog: str | Path | None = None, profile: b
         "profiled": profiled,
         "embedded": sync_embeddings(registry),
     }
+
+
+def ensure_initialized(registry: Registry) -> dict | None:
+    """Load the catalog and the installed MiniLM into a registry that has no models yet.
+
+    Templates call this so that a first `transferlab run` on a new machine works without a
+    separate `transferlab init` (profiling is left to `init`, it takes a while).
+    """
+    if registry.query("SELECT count(*) AS n FROM models")[0]["n"]:
+        return None
+    return initialize(registry, profile=False)
