@@ -15,3 +15,15 @@ os.environ.setdefault("TRANSFERLAB_USER", "pytest")
 os.environ["TRANSFERLAB_REGISTRY"] = str(
     Path(tempfile.mkdtemp(prefix="transferlab-tests-")) / "registry.duckdb"
 )
+
+# Templates share the session's registry when nbval runs them, so they run in the order of the
+# flow a data scientist follows: benchmark evaluates the version that finetune made.
+_FLOW = ("discover.ipynb", "finetune.ipynb", "benchmark.ipynb")
+
+
+def pytest_collection_modifyitems(items):
+    def flow_position(item):
+        name = item.path.name
+        return (_FLOW.index(name) if name in _FLOW else -1) if item.path.suffix == ".ipynb" else -1
+
+    items.sort(key=flow_position)

@@ -22,6 +22,8 @@ from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 
 TEMPLATE_NAMES = ("discover", "finetune", "benchmark")
+# Templates whose every run ends with an HTML report for stakeholders.
+REPORTED_TEMPLATES = ("benchmark",)
 # Filled in by the runner, never by the user.
 RUNNER_PARAMETERS = ("run_id", "registry_path")
 
@@ -105,6 +107,7 @@ class RunOutcome:
     output_notebook: Path
     error: str | None = None
     versions: list[str] = field(default_factory=list)
+    report: Path | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -180,4 +183,9 @@ def run_template(
             "SELECT version_id FROM model_versions WHERE run_id = ? ORDER BY created_at", [run_id]
         )
     ]
-    return RunOutcome(run_id, "succeeded", output, versions=versions)
+    report = None
+    if path.stem in REPORTED_TEMPLATES:
+        from transferlab.report import render_run_report
+
+        report = render_run_report(registry, run_id)
+    return RunOutcome(run_id, "succeeded", output, versions=versions, report=report)

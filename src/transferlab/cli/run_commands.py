@@ -30,6 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "status": outcome.status,
                 "versions": outcome.versions,
                 "output_notebook": str(outcome.output_notebook),
+                "report": str(outcome.report) if outcome.report else None,
                 "error": outcome.error,
             }
         )
@@ -39,6 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if outcome.versions:
             print(f"version   {', '.join(outcome.versions)}")
         print(f"notebook  {outcome.output_notebook}")
+        if outcome.report:
+            print(f"report    {outcome.report}")
         if outcome.error:
             print(f"error     {outcome.error}")
     return 0 if outcome.succeeded else 1

@@ -1,0 +1,92 @@
+"""F1: the harmonic mean of precision and recall, averaged over labels (macro, micro, weighted)
+or for the positive label of a binary task."""
+
+import datasets
+import evaluate
+import numpy as np
+
+_DESCRIPTION = """
+F1 = 2 * precision * recall / (precision + recall), per label, then averaged:
+'macro' (unweighted mean over labels), 'micro' (from the summed counts; equals accuracy for
+single-label tasks), 'weighted' (mean weighted by each label's support) or 'binary' (the
+`pos_label` only). A label with no predicted and no true examples scores 0, as in scikit-learn
+with zero_division=0. transferlab ships this copy so that it loads offline.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list` of `int`): predicted label ids.
+    references (`list` of `int`): true label ids.
+    average (`str`): 'macro' (default), 'micro', 'weighted' or 'binary'.
+    labels (`list` of `int`, optional): the labels to average over; default: every label in
+        predictions or references.
+    pos_label (`int`): the positive label for average='binary' (default 1).
+Returns:
+    f1 (`float`): between 0 and 1 (nan for no examples).
+Examples:
+    >>> metric = evaluate.load("src/transferlab/metrics/f1")
+    >>> metric.compute(predictions=[0, 1, 1, 2], references=[0, 1, 2, 2], average="micro")
+    {'f1': 0.75}
+"""
+
+AVERAGES = ("macro", "micro", "weighted", "binary")
+
+
+def label_counts(predictions, references, labels=None):
+    """(labels, true positives, predicted count, true count) per label, in label order."""
+    predictions = np.asarray(predictions, dtype=np.int64)
+    references = np.asarray(references, dtype=np.int64)
+    if predictions.shape != references.shape:
+        raise ValueError(f"{predictions.shape[0]} predictions for {references.shape[0]} references")
+    if labels is None:
+        labels = np.union1d(predictions, references)
+    labels = np.asarray(labels, dtype=np.int64)
+    size = int(max(labels.max(initial=-1), predictions.max(initial=-1), references.max(initial=-1)))
+    size += 1
+    if min(predictions.min(initial=0), references.min(initial=0), labels.min(initial=0)) < 0:
+        raise ValueError("label ids must be non-negative integers")
+    hits = np.bincount(references[predictions == references], minlength=size)
+    predicted = np.bincount(predictions, minlength=size)
+    true = np.bincount(references, minlength=size)
+    return labels, hits[labels], predicted[labels], true[labels]
+
+
+def _ratio(numerator, denominator):
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+def score(predictions, references, average="macro", labels=None, pos_label=1):
+    """The metric itself, on arrays: the module's compute() and bootstrap resamples share it."""
+    if average not in AVERAGES:
+        raise ValueError(f"average={average!r}: use one of {', '.join(AVERAGES)}")
+    if len(predictions) == 0:
+        return {"f1": float("nan")}
+    if average == "binary":
+        labels = [pos_label]
+    labels, hits, predicted, true = label_counts(predictions, references, labels)
+    if average == "micro":
+        return {"f1": float(_ratio(2 * hits.sum(), predicted.sum() + true.sum()))}
+    per_label = _ratio(2 * hits, predicted + true)
+    if average == "weighted":
+        return {"f1": float(np.sum(per_label * true) / true.sum()) if true.sum() else 0.0}
+    return {"f1": float(per_label.mean()) if per_label.size else 0.0}
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class F1(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
+            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
+        )
+
+    def _compute(self, predictions, references, average="macro", labels=None, pos_label=1):
+        return score(predictions, references, average=average, labels=labels, pos_label=pos_label)

@@ -1,0 +1,117 @@
+"""templates/benchmark.ipynb through `transferlab run`: results, report, leaderboard, failures."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from transferlab import Registry
+
+
+@pytest.fixture(scope="module")
+def benchmarked(tiny_run, tmp_path_factory):
+    """A copy of the tiny fine-tune's registry with one benchmark run of its adapter."""
+    from transferlab.cli import main
+
+    _, _, source = tiny_run
+    folder = tmp_path_factory.mktemp("benchmark")
+    registry = folder / "registry.duckdb"
+    shutil.copy(source, registry)
+    out = folder / "out.json"
+    with open(out, "w") as handle, contextlib.redirect_stdout(handle):
+        code = main(
+            [
+                "run",
+                "benchmark",
+                "-p",
+                "versions",
+                "tiny-intents:1",
+                "-p",
+                "bootstrap",
+                "200",
+                "--registry",
+                str(registry),
+                "--output-dir",
+                str(folder / "runs"),
+                "--json",
+            ]
+        )
+    return code, json.loads(out.read_text()), registry
+
+
+def test_benchmark_run_records_results_and_renders_a_report(benchmarked):
+    code, result, registry = benchmarked
+    assert code == 0, result["error"]
+    reg = Registry(registry)
+    run = reg.get_run(result["run_id"])
+    assert run["kind"] == "benchmark" and run["status"] == "succeeded"
+    rows = reg.results(run_id=result["run_id"])
+    metrics = {(r["version_id"], r["suite"], r["task"], r["metric"]) for r in rows}
+    for metric in ("accuracy", "macro_f1", "mcc", "ece", "latency_ms_p50", "throughput_per_s"):
+        assert ("tiny-intents:1", "support_intents", "intents", metric) in metrics
+    page = Path(result["report"]).read_text(encoding="utf-8")
+    assert "Benchmark report" in page and "import pandas" not in page
+    assert page.count("plotly-graph-div") >= 3
+    assert "95% CI" in page
+
+
+def test_leaderboard_lists_the_benchmarked_version(benchmarked, run_cli):
+    _, _, registry = benchmarked
+    code, out, _ = run_cli(
+        "leaderboard", "--suite", "support_intents", "--registry", registry, "--json"
+    )
+    assert code == 0
+    assert "tiny-intents:1" in out
+
+
+def test_unknown_version_is_a_failed_benchmark_run(benchmarked, run_cli, tmp_path):
+    _, _, registry = benchmarked
+    code, out, _ = run_cli(
+        "run",
+        "benchmark",
+        "-p",
+        "versions",
+        "tiny-intents:9",
+        "--registry",
+        registry,
+        "--output-dir",
+        tmp_path,
+        "--json",
+    )
+    result = json.loads(out)
+    assert code == 1 and result["status"] == "failed"
+    assert "tiny-intents:9 does not name a version" in result["error"]
+    assert Registry(registry).get_run(result["run_id"])["status"] == "failed"
+    assert Registry(registry).results(run_id=result["run_id"]) == []
+
+
+def test_a_suite_with_a_missing_column_fails_before_evaluating(benchmarked, run_cli, tmp_path):
+    _, _, registry = benchmarked
+    data = tmp_path / "tickets.csv"
+    data.write_text("message,label\nhello,billing\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: broken\ntasks:\n  - name: t\n    data: tickets.csv\n    metrics: [accuracy]\n"
+    )
+    code, out, _ = run_cli(
+        "run",
+        "benchmark",
+        "-p",
+        "versions",
+        "tiny-intents:1",
+        "-p",
+        "suite",
+        suite,
+        "--registry",
+        registry,
+        "--output-dir",
+        tmp_path,
+        "--json",
+    )
+    result = json.loads(out)
+    assert code == 1 and "text" in result["error"] and "message" in result["error"]
+    assert Registry(registry).results(run_id=result["run_id"]) == []
