@@ -153,3 +153,26 @@ def test_a_model_with_versions_and_aliases_can_still_be_updated(registry):
     model = registry.get_model("enc")
     assert (model["tags"], model["source_ref"]) == (["a", "b"], "org/enc-v2")
     assert registry.resolve("enc@production").version_id == "enc:1"
+
+
+def test_leaderboard_ignores_results_of_failed_runs(registry):
+    registry.upsert_models([_model("enc")])
+    registry.add_version("enc", "base", "hf://org/enc")
+    for status, value in (("succeeded", 0.7), ("failed", 0.99)):
+        run_id = registry.start_run("benchmark")
+        registry.add_results(
+            [
+                dict(
+                    run_id=run_id,
+                    version_id="enc:1",
+                    suite="s",
+                    dataset="d",
+                    split="test",
+                    metric="accuracy",
+                    value=value,
+                )
+            ]
+        )
+        registry.finish_run(run_id, status)
+    (row,) = registry.leaderboard("s", "accuracy")
+    assert row["score"] == pytest.approx(0.7) and row["n_results"] == 1

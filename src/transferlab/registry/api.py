@@ -679,12 +679,16 @@ class Registry:
         return self.query(f"SELECT * FROM results{where} ORDER BY result_id", params)
 
     def leaderboard(self, suite: str, metric: str = "accuracy", limit: int = 20) -> list[dict]:
-        """Versions ranked by their mean `metric` on `suite` (over tasks, splits and seeds)."""
+        """Versions ranked by their mean `metric` on `suite` over succeeded runs.
+
+        A quick overall ranking (mean over the suite's tasks, splits and seeds); the
+        `transferlab leaderboard` command ranks per task and split with spreads.
+        """
         return self.query(
-            "SELECT version_id, avg(value) AS score, count(*) AS n_results, "
-            "max(created_at) AS last_result FROM results "
-            "WHERE suite = ? AND metric = ? AND version_id IS NOT NULL "
-            "GROUP BY version_id ORDER BY score DESC LIMIT ?",
+            "SELECT r.version_id, avg(r.value) AS score, count(*) AS n_results, "
+            "max(r.created_at) AS last_result FROM results r JOIN runs u USING (run_id) "
+            "WHERE r.suite = ? AND r.metric = ? AND r.version_id IS NOT NULL "
+            "AND u.status = 'succeeded' GROUP BY r.version_id ORDER BY score DESC LIMIT ?",
             [suite, metric, limit],
         )
 
