@@ -2,18 +2,21 @@
 
 1. create the registry, load the curated catalog, register and profile the installed MiniLM;
 2. find a base model for short English support messages that runs on this machine;
-3. fine-tune it with LoRA on the project's sample data through the finetune template.
+3. fine-tune it with LoRA on the project's sample data through the finetune template;
+4. benchmark the adapter on the bundled suite and render the HTML report.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from transferlab.cli.output import format_table, human_size
 from transferlab.errors import TransferlabError
 from transferlab.initialize import initialize
 from transferlab.registry import Registry
+from transferlab.report import render_run_report
 from transferlab.runner import run_template
 from transferlab.search import SearchFilters, search_models
 
@@ -73,20 +76,48 @@ def run_demo(registry: Registry) -> dict:
         f"test accuracy {scores.get('accuracy', float('nan')):.3f}, macro-F1 "
         f"{scores.get('macro_f1', float('nan')):.3f} ({time.monotonic() - started:.1f} s)"
     )
-    return {"init": report, "candidates": [row["name"] for row in candidates], "adapter": adapter}
+
+    started = _step(f"benchmark {adapter} on the support_intents suite")
+    parameters = {"versions": [adapter], "suite": "support_intents"}
+    run = reusable_run(registry, "benchmark", parameters)
+    if run and run.get("output_notebook") and Path(run["output_notebook"]).is_file():
+        report_path = render_run_report(registry, run["run_id"])
+        print(f"reusing benchmark run {run['run_id']}")
+    else:
+        outcome = run_template("benchmark", parameters, registry=registry)
+        if not outcome.succeeded:
+            raise TransferlabError(
+                f"The benchmark run {outcome.run_id} failed: {outcome.error}",
+                f"Open {outcome.output_notebook} to see where.",
+            )
+        report_path = outcome.report
+    print(f"({time.monotonic() - started:.1f} s)")
+    print(f"\nReport: {report_path}")
+    return {
+        "init": report,
+        "candidates": [row["name"] for row in candidates],
+        "adapter": adapter,
+        "report": str(report_path),
+    }
+
+
+def reusable_run(registry: Registry, kind: str, parameters: dict) -> dict | None:
+    """The latest succeeded run of `kind` asked with exactly these parameters."""
+    for run in registry.runs(kind=kind, status="succeeded"):
+        if run["requested"] == parameters:
+            return run
+    return None
 
 
 def reusable_version(registry: Registry, kind: str, parameters: dict) -> str | None:
     """The version made by the latest succeeded run of `kind` asked with these parameters."""
-    for run in registry.runs(kind=kind, status="succeeded"):
-        if run["requested"] == parameters:
-            made = registry.query(
-                "SELECT version_id FROM model_versions WHERE run_id = ? ORDER BY version",
-                [run["run_id"]],
-            )
-            if made:
-                return made[0]["version_id"]
-    return None
+    run = reusable_run(registry, kind, parameters)
+    if run is None:
+        return None
+    made = registry.query(
+        "SELECT version_id FROM model_versions WHERE run_id = ? ORDER BY version", [run["run_id"]]
+    )
+    return made[0]["version_id"] if made else None
 
 
 def main() -> int:
