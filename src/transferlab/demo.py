@@ -17,7 +17,7 @@ from transferlab.errors import TransferlabError
 from transferlab.initialize import initialize
 from transferlab.registry import Registry
 from transferlab.report import render_run_report
-from transferlab.runner import run_template
+from transferlab.runner import RunOutcome, run_template
 from transferlab.search import SearchFilters, search_models
 
 DEMO_QUERY = "small English sentence encoder for short customer support messages"
@@ -59,12 +59,7 @@ def run_demo(registry: Registry) -> dict:
     if adapter:
         print(f"reusing {adapter} from an earlier run (delete the registry to start over)")
     else:
-        outcome = run_template("finetune", parameters, registry=registry)
-        if not outcome.succeeded:
-            raise TransferlabError(
-                f"The fine-tuning run {outcome.run_id} failed: {outcome.error}",
-                f"Open {outcome.output_notebook} to see where.",
-            )
+        outcome = _run_or_fail("finetune", parameters, registry)
         adapter = outcome.versions[0]
         print(f"run {outcome.run_id} -> {adapter}; notebook {outcome.output_notebook}")
     scores = {
@@ -84,13 +79,7 @@ def run_demo(registry: Registry) -> dict:
         report_path = render_run_report(registry, run["run_id"])
         print(f"reusing benchmark run {run['run_id']}")
     else:
-        outcome = run_template("benchmark", parameters, registry=registry)
-        if not outcome.succeeded:
-            raise TransferlabError(
-                f"The benchmark run {outcome.run_id} failed: {outcome.error}",
-                f"Open {outcome.output_notebook} to see where.",
-            )
-        report_path = outcome.report
+        report_path = _run_or_fail("benchmark", parameters, registry).report
     print(f"({time.monotonic() - started:.1f} s)")
     print(f"\nReport: {report_path}")
     return {
@@ -99,6 +88,16 @@ def run_demo(registry: Registry) -> dict:
         "adapter": adapter,
         "report": str(report_path),
     }
+
+
+def _run_or_fail(template: str, parameters: dict, registry: Registry) -> RunOutcome:
+    outcome = run_template(template, parameters, registry=registry)
+    if not outcome.succeeded:
+        raise TransferlabError(
+            f"The {template} run {outcome.run_id} failed: {outcome.error}",
+            f"Open {outcome.output_notebook} to see where.",
+        )
+    return outcome
 
 
 def reusable_run(registry: Registry, kind: str, parameters: dict) -> dict | None:
