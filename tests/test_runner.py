@@ -100,3 +100,41 @@ def test_cli_values_are_read_as_yaml_scalars_and_lists(text, value):
     from transferlab.runner import parse_cli_value
 
     assert parse_cli_value(text) == value
+
+
+def test_a_parameter_file_is_read_and_cli_values_win(tmp_path, run_cli):
+    template = _template(tmp_path / "ok.ipynb", "print('answer is', answer)")
+    params = tmp_path / "params.yaml"
+    params.write_text("answer: 5\n")
+    registry = tmp_path / "reg.duckdb"
+    code, out, _ = run_cli(
+        "run",
+        template,
+        "-f",
+        params,
+        "--registry",
+        registry,
+        "--output-dir",
+        tmp_path / "out",
+        "--json",
+    )
+    assert code == 0
+    assert Registry(registry).get_run(json.loads(out)["run_id"])["requested"] == {"answer": 5}
+    code, out, _ = run_cli(
+        "run",
+        template,
+        "-f",
+        params,
+        "-p",
+        "answer",
+        "6",
+        "--registry",
+        registry,
+        "--output-dir",
+        tmp_path / "out",
+        "--json",
+    )
+    assert Registry(registry).get_run(json.loads(out)["run_id"])["requested"] == {"answer": 6}
+    params.write_text("- not a mapping\n")
+    code, _, err = run_cli("run", template, "-f", params, "--registry", registry)
+    assert code == 2 and "must be a mapping" in err
