@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m transferlab.demo
 
 test: $(STAMP) lint
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q tests templates notebooks --nbval-lax
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 tests templates notebooks --nbval-lax
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
