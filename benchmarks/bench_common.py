@@ -52,6 +52,69 @@ def load_snapshot() -> dict[str, Any]:
     }
 
 
+def _system_busy_s() -> float:
+    """CPU seconds all processes of the machine have used since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of its children that have finished."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class CpuShare:
+    """Who used the CPUs during a measured interval: this process tree, or other people's work
+    (everything else on the machine). Filled in when the `cpu_share()` block ends."""
+
+    wall_s: float = 0.0
+    own_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0
+
+    @property
+    def other_share(self) -> float:
+        """Other processes' CPU time as a share of the machine's capacity (0 = quiet)."""
+        capacity = (os.cpu_count() or 1) * self.wall_s
+        return self.other_cpu_s / capacity if capacity else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "own_cpu_s": round(self.own_cpu_s, 2),
+            "other_cpu_s": round(self.other_cpu_s, 2),
+            "other_share_of_cpus": round(self.other_share, 3),
+        }
+
+
+@contextmanager
+def cpu_share() -> Iterator[CpuShare]:
+    """Measure the CPU time other processes take while the block runs (children the block
+    starts count as own once they have exited, as subprocess.run and papermill's kernel do)."""
+    share = CpuShare()
+    busy, own, started = _system_busy_s(), _own_cpu_s(), time.perf_counter()
+    try:
+        yield share
+    finally:
+        share.wall_s = time.perf_counter() - started
+        share.own_cpu_s = _own_cpu_s() - own
+        share.other_cpu_s = max(0.0, _system_busy_s() - busy - share.own_cpu_s)
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.10, window_s: float = 5.0) -> float:
+    """Wait until other processes use under `threshold` of the CPUs over `window_s` seconds,
+    for at most `max_wait_s`; returns the seconds waited."""
+    started = time.perf_counter()
+    while True:
+        with cpu_share() as share:
+            time.sleep(window_s)
+        waited = time.perf_counter() - started
+        if share.other_share < threshold or waited >= max_wait_s:
+            return waited
+
+
 def _busiest_processes(count: int = 4) -> list[str]:
     try:
         listing = subprocess.run(

@@ -18,7 +18,8 @@ Training data: a stratified sample of --sentences sentences of ../shared/data/ss
 (seed 0). Accuracy: the full SST-2 validation set (872 sentences), always evaluated with
 per-batch padding (padding does not change a prediction, only the cost). Repeat i uses
 training seed i for every strategy, so accuracy is compared seed for seed; the strategy order
-rotates every repeat.
+rotates every repeat. Before each run it waits (up to --wait-quiet s) for other processes to
+use under 10 % of the CPUs and records the share they took during the run ("other%").
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def print_report(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None
     print("\nPer run")
     print(
         bc.format_table(
-            ["strategy", "seed", "train_s", "samples/s", "pad share", "mean len", "acc", "F1"],
+            ["strategy", "seed", "train_s", "samples/s", "pad share", "mean len", "acc", "F1"]
+            + ["other%"],
             [
                 [
                     r["strategy"],
@@ -184,6 +186,7 @@ def print_report(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None
                     round(r["mean_batch_length"], 1),
                     round(r["accuracy"], 4),
                     round(r["macro_f1"], 4),
+                    round(100 * r["cpu_share"]["other_share_of_cpus"]),
                 ]
                 for r in runs
             ],
@@ -217,6 +220,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="seeds 0..repeats-1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--wait-quiet", type=float, default=60.0, help="max s to wait for a quiet machine"
+    )
     parser.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "padding.json")
     return parser.parse_args(argv)
 
@@ -245,14 +251,18 @@ def main(argv: list[str] | None = None) -> None:
     for seed in range(args.repeats):
         shift = seed % len(STRATEGIES)
         for strategy in STRATEGIES[shift:] + STRATEGIES[:shift]:
+            waited = bc.wait_for_quiet(args.wait_quiet)
             before = bc.load_snapshot()
-            result = train_once(strategy, seed, train, validation, args)
-            result["load_before"] = before
+            with bc.cpu_share() as share:
+                result = train_once(strategy, seed, train, validation, args)
+            result.update(
+                load_before=before, cpu_share=share.as_dict(), waited_for_quiet_s=round(waited, 1)
+            )
             runs.append(result)
             print(
                 f"  seed {seed} {strategy.name:14s} {result['samples_per_s']:7.1f} samples/s  "
                 f"padding {result['padding_share']:.3f}  accuracy {result['accuracy']:.4f}  "
-                f"(load {before['loadavg_1m']})",
+                f"(other processes {share.other_share:.0%} of CPUs)",
                 flush=True,
             )
     rows = summarise(runs)

@@ -12,8 +12,8 @@ Bulk path: the tables are filled through the Registry's own connection
 row by row and is meant for catalogs of tens of entries; it is timed separately on a small batch
 at the end, together with the other per-call write methods.
 
-The two phases never overlap: DuckDB shares one database instance between connections of one
-process, so a long-lived baseline connection held open would make the Registry's calls warm.
+Each case runs its public calls first and its baseline right after (paired in time, so that
+a busy machine skews both alike); the baseline connection is never open during public calls.
 """
 
 from __future__ import annotations
@@ -770,37 +770,40 @@ def first_names(rows: list) -> list[str]:
     return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
 
 
-def run_public(cases: list[Case], repeats: int) -> None:
-    for case in cases:
-        rows = case.public()
-        case.public_rows = len(rows)
-        if case.reference is not None:
-            case.first_names = first_names(rows)
-        case.public_timing = time_calls(case.public, repeats)
+def run_public(case: Case, repeats: int) -> None:
+    rows = case.public()
+    case.public_rows = len(rows)
+    if case.reference is not None:
+        case.first_names = first_names(rows)
+    case.public_timing = time_calls(case.public, repeats)
 
 
-def run_baselines(path: Path, cases: list[Case], repeats: int) -> None:
-    """All baselines on one long-lived connection, opened after the public phase ended."""
+def run_baseline(path: Path, case: Case, repeats: int) -> None:
+    """The case's plain SQL on one long-lived connection, opened after its public calls.
+
+    It must not stay open while the Registry works: DuckDB shares one database instance
+    between the connections of a process, which would make the Registry's calls warm.
+    """
     con = duckdb.connect(str(path))
     try:
-        for case in cases:
-            if case.baseline is None:
-                continue
+        if case.baseline is not None:
             baseline = case.baseline
             case.baseline_rows = len(baseline(con))
-            case.baseline_timing = time_calls(lambda b=baseline: b(con), repeats)
-        check_rows(con, cases)
-    finally:
-        con.close()
-
-
-def check_rows(con: duckdb.DuckDBPyConnection, cases: list[Case]) -> None:
-    """Count each search's matching models; compare its first public rows with plain SQL."""
-    for case in cases:
+            case.baseline_timing = time_calls(lambda: baseline(con), repeats)
         if case.count_sql is not None:
             case.matches = con.execute(*case.count_sql).fetchall()[0][0]
         if case.reference is not None:
             case.same_rows = first_names(case.reference(con)) == case.first_names
+    finally:
+        con.close()
+
+
+def run_cases(path: Path, cases: list[Case], repeats: int) -> None:
+    """Each case's public calls, then its baseline right after: paired in time."""
+    for case in cases:
+        run_public(case, repeats)
+        if case.baseline or case.count_sql or case.reference:
+            run_baseline(path, case, repeats)
 
 
 # -- public write path ---------------------------------------------------------------------
@@ -1021,8 +1024,7 @@ def measure(registry: Registry, repeats: int) -> tuple[list[Case], dict[str, Any
         *leaderboard_cases(reader),
         *candidate_cases(reader, vectors),
     ]
-    run_public(cases, repeats)
-    run_baselines(reader.path, cases, repeats)
+    run_cases(reader.path, cases, repeats)
     extra = {
         "threads_probe": thread_probe(reader.path, vectors, min(repeats, 20)),
         "embedder_load_s": round(load_s, 2),

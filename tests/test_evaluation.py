@@ -57,6 +57,18 @@ tasks:
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine two threads that
+    wait for each other slow every call of the latency measurement tenfold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_bert_dir, minilm_dir):
     """A bare base, a LoRA adapter on it, the adapter merged, and an unrelated 'full' model."""
