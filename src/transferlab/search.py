@@ -142,10 +142,16 @@ def _search(registry: Registry, filters: SearchFilters, vector: list[float] | No
         "m.commercial_use, m.parameters, m.size_bytes, m.languages, m.tags, m.description"
     )
     if vector is not None:
+        # Rank on the narrow embeddings table first and join the wide model rows for the top k
+        # only: joining all 100k rows before sorting cost ~3.5x more (benchmarks/registry_bench).
+        candidates = f"SELECT m.name FROM models m{where}" if where else None
         sql = (
-            f"SELECT {columns}, array_cosine_similarity(e.embedding, ?::FLOAT[{EMBEDDING_DIM}])"
-            f" AS score FROM models m JOIN model_embeddings e USING (name){where}"
-            " ORDER BY score DESC, m.name LIMIT ?"
+            "WITH top AS (SELECT name, array_cosine_similarity(embedding, "
+            f"?::FLOAT[{EMBEDDING_DIM}]) AS score FROM model_embeddings"
+            + (f" WHERE name IN ({candidates})" if candidates else "")
+            + " ORDER BY score DESC, name LIMIT ?) "
+            f"SELECT {columns}, top.score FROM top JOIN models m USING (name) "
+            "ORDER BY top.score DESC, m.name"
         )
         rows = registry.query(sql, [vector, *params, filters.limit])
     else:
