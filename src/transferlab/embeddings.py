@@ -11,6 +11,7 @@ from transferlab.quiet import quiet_transformers
 
 EMBEDDING_DIM = 384
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
+SMALL_BATCH = 8
 
 
 def text_hash(text: str) -> str:
@@ -40,6 +41,18 @@ def _load_embedder():
 def embed_texts(texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
     """Unit-length mean-pooled MiniLM embeddings (what sentence-transformers computes)."""
     tokenizer, model, torch = _load_embedder()
+    threads = torch.get_num_threads()
+    if len(texts) <= SMALL_BATCH:
+        # One search query gains nothing from a second thread, and on a busy 2-core machine
+        # two threads waiting on each other took 480 ms per query against 12 ms for one.
+        torch.set_num_threads(1)
+    try:
+        return _embed(texts, batch_size, tokenizer, model, torch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _embed(texts: Sequence[str], batch_size: int, tokenizer, model, torch) -> list[list[float]]:
     vectors: list[list[float]] = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
