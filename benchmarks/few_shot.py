@@ -99,10 +99,10 @@ def plan_tasks(args: argparse.Namespace) -> tuple[list[Task], list[str]]:
     """Seed-major order (a stopped run has whole seeds); the reductions, in words."""
     tasks: list[Task] = []
     reductions: list[str] = []
-    for seed in range(args.seeds):
+    for seed in range(args.seed_start, args.seeds):
         for dataset in DATASETS:
             for size in args.sizes:
-                for method in METHODS:
+                for method in args.methods:
                     if method == "full" and size == 256 and seed >= args.full_256_seeds:
                         continue
                     tasks.append(Task(dataset, method, size, seed))
@@ -258,6 +258,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--seed-start", type=int, default=0, help="run seeds seed-start..seeds-1 (a supplement)"
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, sizes 8 and 64")
     parser.add_argument("--full-256-seeds", type=int, default=None, help="reduce full FT at 256")
     parser.add_argument("--threads", type=int, default=2)
@@ -302,8 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     datasets = load_datasets()
     tasks, reductions = plan_tasks(args)
     print(
-        f"{len(tasks)} runs: methods {', '.join(METHODS)}; sizes {args.sizes}/class; "
-        f"{args.seeds} seed(s); datasets {', '.join(DATASETS)}\nepoch rule: {EPOCH_RULE}\n"
+        f"{len(tasks)} runs: methods {', '.join(args.methods)}; sizes {args.sizes}/class; "
+        f"seeds {args.seed_start}..{args.seeds - 1}; datasets {', '.join(DATASETS)}\n"
+        f"epoch rule: {EPOCH_RULE}\n"
         f"reduced: {'; '.join(reductions) or 'nothing'}\n"
         f"load at start: {info['load_at_start']['loadavg_1m']}",
         flush=True,
@@ -313,9 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     payload: dict[str, Any] = {
         "benchmark": "few_shot",
         "settings": {
-            "methods": list(METHODS),
+            "methods": args.methods,
             "sizes": args.sizes,
-            "seeds": args.seeds,
+            "seeds": list(range(args.seed_start, args.seeds)),
             "max_length": MAX_LENGTH,
             "batch_size": BATCH_SIZE,
             "threads": args.threads,
