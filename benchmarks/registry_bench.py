@@ -4,8 +4,9 @@
         [--repeats 50] [--out benchmarks/results/registry_bench.json]
 
 Fills a fresh registry in a temporary folder, then times the public read path
-(`search_models`, `Registry.leaderboard`, `Registry.query`: one open/close of the file per call,
-plus the `<registry>.lock` sidecar) against the same SQL on one long-lived DuckDB connection.
+(`search_models`, `Registry.leaderboard`, `Registry.query`: the file is attached to the
+process's in-memory DuckDB instance and detached again on every call, under the
+`<registry>.lock` sidecar) against the same SQL on one long-lived DuckDB connection.
 
 Bulk path: the tables are filled through the Registry's own connection
 (`registry.transaction()` + `INSERT ... SELECT` from an Arrow table). `upsert_models` inserts
@@ -755,13 +756,13 @@ def overhead_cases(registry: Registry) -> list[Case]:
             name="open/close only: Registry.connect()",
             group="overhead",
             public=registry_open_close,
-            note="sidecar flock + duckdb.connect + close, no query",
+            note="sidecar flock + ATTACH + DETACH on the process's host instance, no query",
         ),
         Case(
             name="open/close only: bare duckdb.connect",
             group="overhead",
             public=bare_open_close,
-            note="duckdb.connect(path).close() without the sidecar lock",
+            note="duckdb.connect(path).close(): a new database instance per call (the old way)",
         ),
     ]
 

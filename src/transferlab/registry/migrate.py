@@ -29,7 +29,8 @@ def latest_schema_version() -> int:
 
 def current_schema_version(con: duckdb.DuckDBPyConnection) -> int:
     has_table = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = 'schema_version' AND table_catalog = current_database()"
     ).fetchall()[0][0]
     if not has_table:
         return 0
