@@ -378,17 +378,20 @@ def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) ->
     collator = DataCollatorWithPadding(tokenizer)
     device = next(model.parameters()).device
     inputs = dataset.remove_columns([c for c in ("labels",) if c in dataset.column_names])
+    # Batches of similar lengths pad little; the logits go back to the data's order after.
+    order = np.argsort([len(ids) for ids in inputs["input_ids"]], kind="stable")
+    logits = np.zeros((len(inputs), model.config.num_labels), dtype=np.float32)
     model.eval()
-    outputs = []
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
-            rows = inputs[start : start + batch_size]
+            indices = order[start : start + batch_size]
+            rows = inputs[indices.tolist()]
             features = [
                 dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)
             ]
             batch = collator(features).to(device)
-            outputs.append(model(**batch).logits.float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels))
+            logits[indices] = model(**batch).logits.float().cpu().numpy()
+    return logits
 
 
 def _history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
