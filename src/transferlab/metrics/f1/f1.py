@@ -5,6 +5,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from transferlab.metrics.counting import label_counts, ratio
+
 _DESCRIPTION = """
 F1 = 2 * precision * recall / (precision + recall), per label, then averaged:
 'macro' (unweighted mean over labels), 'micro' (from the summed counts; equals accuracy for
@@ -32,32 +34,6 @@ Examples:
 AVERAGES = ("macro", "micro", "weighted", "binary")
 
 
-def label_counts(predictions, references, labels=None):
-    """(labels, true positives, predicted count, true count) per label, in label order."""
-    predictions = np.asarray(predictions, dtype=np.int64)
-    references = np.asarray(references, dtype=np.int64)
-    if predictions.shape != references.shape:
-        raise ValueError(f"{predictions.shape[0]} predictions for {references.shape[0]} references")
-    if labels is None:
-        labels = np.union1d(predictions, references)
-    labels = np.asarray(labels, dtype=np.int64)
-    size = int(max(labels.max(initial=-1), predictions.max(initial=-1), references.max(initial=-1)))
-    size += 1
-    if min(predictions.min(initial=0), references.min(initial=0), labels.min(initial=0)) < 0:
-        raise ValueError("label ids must be non-negative integers")
-    hits = np.bincount(references[predictions == references], minlength=size)
-    predicted = np.bincount(predictions, minlength=size)
-    true = np.bincount(references, minlength=size)
-    return labels, hits[labels], predicted[labels], true[labels]
-
-
-def _ratio(numerator, denominator):
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    safe = np.where(denominator > 0, denominator, 1.0)
-    return np.where(denominator > 0, numerator / safe, 0.0)
-
-
 def score(predictions, references, average="macro", labels=None, pos_label=1):
     """The metric itself, on arrays: the module's compute() and bootstrap resamples share it."""
     if average not in AVERAGES:
@@ -68,8 +44,8 @@ def score(predictions, references, average="macro", labels=None, pos_label=1):
         labels = [pos_label]
     labels, hits, predicted, true = label_counts(predictions, references, labels)
     if average == "micro":
-        return {"f1": float(_ratio(2 * hits.sum(), predicted.sum() + true.sum()))}
-    per_label = _ratio(2 * hits, predicted + true)
+        return {"f1": float(ratio(2 * hits.sum(), predicted.sum() + true.sum()))}
+    per_label = ratio(2 * hits, predicted + true)
     if average == "weighted":
         return {"f1": float(np.sum(per_label * true) / true.sum()) if true.sum() else 0.0}
     return {"f1": float(per_label.mean()) if per_label.size else 0.0}
