@@ -17,6 +17,8 @@ _LAZY = {
     "merge": "transferlab.predict",
     "load_labelled_data": "transferlab.data",
     "run_template": "transferlab.runner",
+    "DiscoveryConfig": "transferlab.discovery",
+    "discover": "transferlab.discovery",
 }
 
 __all__ = ["ModelRecord", "Registry", "TransferlabError", "VersionRecord", "__version__", *_LAZY]

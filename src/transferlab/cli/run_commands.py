@@ -32,6 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "output_notebook": str(outcome.output_notebook),
                 "report": str(outcome.report) if outcome.report else None,
                 "error": outcome.error,
+                "recommendation": outcome.recommendation,
             }
         )
     else:
@@ -42,6 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"notebook  {outcome.output_notebook}")
         if outcome.report:
             print(f"report    {outcome.report}")
+        if outcome.recommendation:
+            from transferlab.discovery import finetune_command
+
+            print(f"next      {finetune_command(outcome.recommendation)}")
         if outcome.error:
             print(f"error     {outcome.error}")
     return 0 if outcome.succeeded else 1

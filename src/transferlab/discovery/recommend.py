@@ -1,0 +1,103 @@
+"""The recommendation: the best-ranked base and its fine-tuning settings, as parameters of the
+finetune template (resolved the way the finetune template resolves them)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any
+
+from transferlab.data import sample_data_path
+from transferlab.discovery.config import DiscoveryConfig
+from transferlab.registry import Registry
+
+# The settings a recommendation spells out (what resolve_config fills from the catalog).
+RECOMMENDED_SETTINGS = (
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "learning_rate",
+    "epochs",
+    "batch_size",
+    "max_length",
+)
+PREFERRED_METHODS = ("lora", "full", "linear_probe")
+COMMAND_ORDER = (
+    "base",
+    "method",
+    "data",
+    "train",
+    "test",
+    "text_column",
+    "label_column",
+    *RECOMMENDED_SETTINGS,
+    "seed",
+)
+
+
+def pick_method(finetune_block: dict[str, Any] | None) -> str:
+    """LoRA unless the model's catalog entry lists other methods only."""
+    listed = list((finetune_block or {}).get("methods") or [])
+    for method in PREFERRED_METHODS:
+        if not listed or method in listed:
+            return method
+    return "lora"
+
+
+def recommend(registry: Registry, version_id: str, config: DiscoveryConfig) -> dict[str, Any]:
+    """finetune-template parameters: base, method, the resolved settings, and the data."""
+    from transferlab.finetuning.config import FinetuneConfig, resolve_config
+
+    model = registry.get_model(registry.resolve(version_id).model_name)
+    method = pick_method(model.get("finetune"))
+    data_given = config.data is not None or config.train is not None
+    resolved = resolve_config(
+        FinetuneConfig(
+            base=version_id,
+            data=config.data,
+            train=config.train if data_given else sample_data_path("train"),
+            test=config.test if data_given else sample_data_path("test"),
+            text_column=config.text_column,
+            label_column=config.label_column,
+            method=method,
+            target_modules="auto",
+        ),
+        registry,
+    )
+    parameters: dict[str, Any] = {"base": version_id, "method": method}
+    for key in RECOMMENDED_SETTINGS:
+        value = getattr(resolved, key)
+        if value is not None:
+            parameters[key] = value
+    for key in ("data", "train", "test"):
+        value = getattr(config, key)
+        if isinstance(value, str | os.PathLike):  # a DataFrame cannot travel as a parameter
+            parameters[key] = os.fspath(value)
+    if config.text_column != "text":
+        parameters["text_column"] = config.text_column
+    if config.label_column != "label":
+        parameters["label_column"] = config.label_column
+    parameters["seed"] = config.seed
+    return parameters
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def finetune_command(parameters: dict[str, Any]) -> str:
+    """The shell command that runs the finetune template with these parameters."""
+    parts = ["transferlab", "run", "finetune"]
+    first = [n for n in COMMAND_ORDER if n in parameters]
+    for name in [*first, *(n for n in parameters if n not in COMMAND_ORDER)]:
+        value = parameters[name]
+        if isinstance(value, str | int | float | bool | list | tuple) or value is None:
+            parts += ["-p", name, shlex.quote(_cli_value(value))]
+    return " ".join(parts)

@@ -1,0 +1,216 @@
+"""One discovery run: shortlist -> score each runnable candidate -> rank -> recommend ->
+record, with the run finished as failed (error kept) when anything goes wrong."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from transferlab.data import (
+    LabelledData,
+    dataset_name,
+    load_labelled_data,
+    sample_data_path,
+    sample_few_shot,
+)
+from transferlab.discovery import figures
+from transferlab.discovery.config import DiscoveryConfig
+from transferlab.discovery.ranking import Outcome, best_row, faster_alternatives, rank_table
+from transferlab.discovery.recommend import finetune_command, recommend
+from transferlab.discovery.recording import RUN_KIND, record_discovery
+from transferlab.discovery.scoring import cv_folds, profiled_latency, score_candidate
+from transferlab.discovery.shortlist import Candidate, build_shortlist
+from transferlab.errors import DataError, ModelSourceError, TransferlabError
+from transferlab.finetuning.recording import error_text
+from transferlab.registry import Registry
+
+
+@dataclass
+class DiscoveryResult:
+    """The ranked table, the recommendation (finetune-template parameters) and the charts."""
+
+    run_id: str
+    table: pd.DataFrame
+    recommendation: dict[str, Any] | None
+    explanation: str
+    data: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str | None:
+        """`transferlab run finetune -p ...` for the recommendation."""
+        return finetune_command(self.recommendation) if self.recommendation else None
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "score_vs_latency": figures.score_vs_latency(self.table),
+            "score_vs_size": figures.score_vs_size(self.table),
+        }
+
+
+def load_examples(config: DiscoveryConfig) -> LabelledData:
+    """`n_per_class` labelled examples of each class (seeded) from data / train / the sample."""
+    source = config.train if config.train is not None else config.data
+    if source is None:
+        source = sample_data_path("train")
+    pool = load_labelled_data(
+        source, text_column=config.text_column, label_column=config.label_column, split="train"
+    )
+    present = pool.present_labels()
+    if len(present) < 2:
+        raise DataError(
+            f"{pool.source} has only one class ({', '.join(map(repr, present)) or 'none'}).",
+            "Discovery ranks models by how well their embeddings separate your classes: give "
+            "labelled data with at least two classes.",
+        )
+    examples = sample_few_shot(pool, n_per_class=config.n_per_class, seed=config.seed)
+    cv_folds(examples.labels)
+    return examples
+
+
+def _score_all(
+    registry: Registry, shortlist: list[Candidate], examples: LabelledData, config: DiscoveryConfig
+) -> list[Outcome]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    outcomes = []
+    for candidate in shortlist:
+        outcome = Outcome(candidate)
+        outcomes.append(outcome)
+        if candidate.reason:
+            outcome.status, outcome.why = "not runnable", candidate.reason
+            continue
+        known = profiled_latency(registry, candidate.version_id, device)
+        if known is not None and config.max_latency_ms and known > config.max_latency_ms:
+            candidate.extra["latency_p50_ms"] = known
+            outcome.status = "too slow"
+            outcome.why = (
+                f"not scored: its profile says {known:.1f} ms per text, over "
+                f"max_latency_ms={config.max_latency_ms:g}"
+            )
+            continue
+        try:
+            outcome.score = score_candidate(
+                registry,
+                candidate.version_id,
+                candidate.uri,
+                examples.texts,
+                examples.labels,
+                seed=config.seed,
+                device=device,
+            )
+        except ModelSourceError as error:
+            outcome.status, outcome.why = "not runnable", f"could not load: {error.problem}"
+    return outcomes
+
+
+def _explain(table: pd.DataFrame, config: DiscoveryConfig) -> str:
+    best = best_row(table)
+    if best is None:
+        return ""
+    text = (
+        f"{best['version']} ranks first: cross-validated accuracy {best['cv_accuracy']:.3f} ± "
+        f"{best['cv_accuracy_std']:.3f} (macro-F1 {best['cv_macro_f1']:.3f}) on "
+        f"{config.n_per_class} examples per class, {best['latency_p50_ms']:.1f} ms per text."
+    )
+    for other in faster_alternatives(table):
+        speedup = best["latency_p50_ms"] / other["latency_p50_ms"]
+        text += (
+            f" {other['version']} is within one standard deviation "
+            f"({other['cv_accuracy']:.3f}) and {speedup:.1f}x faster: worth a try where "
+            "latency matters."
+        )
+    return text
+
+
+def _no_eligible_error(table: pd.DataFrame, config: DiscoveryConfig) -> TransferlabError:
+    slow = table[table["status"] == "too slow"]
+    if not slow.empty:
+        fastest = slow.sort_values("latency_p50_ms").iloc[0]
+        return TransferlabError(
+            f"No shortlisted model meets max_latency_ms={config.max_latency_ms:g}; the fastest, "
+            f"{fastest['version']}, takes {fastest['latency_p50_ms']:.1f} ms per text.",
+            "Raise max_latency_ms, or widen the shortlist (shortlist=, max_params=).",
+        )
+    reasons = "; ".join(f"{r['model']}: {r['why']}" for r in table.to_dict("records"))
+    return TransferlabError(
+        f"No shortlisted model could be scored on this machine ({reasons}).",
+        "Register local weights (transferlab import local DIR --name NAME), or run where the "
+        "Hugging Face Hub is reachable.",
+    )
+
+
+def discover(
+    config: DiscoveryConfig | None = None,
+    registry: Registry | None = None,
+    *,
+    run_id: str | None = None,
+    **fields: Any,
+) -> DiscoveryResult:
+    """Shortlist registered models for the task, score them cheaply on the user's examples,
+    rank them and recommend a base with its fine-tuning settings; recorded as a 'discover' run.
+
+    `discover(query="...", n_per_class=16)` works as well as `discover(DiscoveryConfig(...))`.
+    With `run_id` the run already exists (the papermill runner started it) and the runner
+    finishes it; otherwise a run is started and finished here.
+    """
+    config = config or DiscoveryConfig(**fields)
+    registry = registry or Registry()
+    own_run = run_id is None
+    if own_run:
+        run_id = registry.start_run(RUN_KIND, parameters=config.to_params())
+    try:
+        result = _discover(config, registry, run_id)
+    except BaseException as exc:
+        if own_run:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            registry.finish_run(run_id, status, error=error_text(exc))
+        raise
+    if own_run:
+        registry.finish_run(run_id, "succeeded")
+    return result
+
+
+def _discover(config: DiscoveryConfig, registry: Registry, run_id: str) -> DiscoveryResult:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    config = config.checked()
+    examples = load_examples(config)
+    timings["data_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    shortlist = build_shortlist(registry, config)
+    timings["shortlist_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    outcomes = _score_all(registry, shortlist, examples, config)
+    timings["scoring_s"] = time.perf_counter() - started
+    table = rank_table(outcomes, config.max_latency_ms)
+    best = best_row(table)
+    recommendation = recommend(registry, best["version"], config) if best else None
+    dataset = dataset_name(
+        config.train if config.train is not None else config.data or sample_data_path("train")
+    )
+    data = {
+        "dataset": dataset,
+        "examples": len(examples),
+        "label_counts": examples.label_counts(),
+        "n_per_class": config.n_per_class,
+    }
+    explanation = _explain(table, config)
+    record_discovery(
+        registry,
+        run_id,
+        table,
+        recommendation,
+        {"explanation": explanation, "data": data, "timings": timings},
+        task=config.task,
+        dataset=dataset,
+        n_train=len(examples),
+        seed=config.seed,
+    )
+    if best is None:
+        raise _no_eligible_error(table, config)
+    return DiscoveryResult(run_id, table, recommendation, explanation, data, timings)

@@ -1,0 +1,186 @@
+"""Which registered models to score: filters, semantic ranking, and where the weights are.
+
+A model that passes the filters but cannot run here (weights neither on this machine nor
+loadable from a reachable Hub) is kept in the shortlist with the reason, never dropped
+silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transferlab.discovery.config import CANDIDATE_TASKS, DiscoveryConfig
+from transferlab.embeddings import EMBEDDING_DIM, embed_texts
+from transferlab.errors import TransferlabError
+from transferlab.finetuning.sources import HUB_SCHEME, hub_status, sequence_classification_types
+from transferlab.registry import Registry
+from transferlab.search import SearchFilters, _where, local_path
+
+_MODEL_COLUMNS = (
+    "m.name, m.source, m.source_ref, m.task, m.model_type, m.license, m.commercial_use, "
+    "m.parameters, m.size_bytes, m.finetune, m.origin"
+)
+_FIXES = {
+    "task": "Register an encoder that can take a classification head (transferlab import local "
+    "DIR), or check the task.",
+    "license": "Use license='any', or register a model whose licence allows your use.",
+    "max_params": "Raise max_params (e.g. 150M) or set it to None.",
+    "runnable_here": "Set runnable_here=False to list hub models too, or register local weights "
+    "(transferlab import local DIR --name NAME).",
+}
+
+
+@dataclass
+class Candidate:
+    """A model on the shortlist, the version that would be scored, and why it may not be."""
+
+    name: str
+    row: dict[str, Any]
+    version_id: str | None
+    uri: str | None
+    similarity: float | None
+    runnable: bool
+    reason: str | None = None  # why it is not scored; None = score it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _filter_clauses(config: DiscoveryConfig) -> dict[str, tuple[str, list[Any]]]:
+    """One SQL condition per user-facing filter (so each can be counted alone)."""
+    tasks = list(CANDIDATE_TASKS[config.task])
+    head_types = sorted(sequence_classification_types())
+    clauses = {
+        "task": (
+            "m.task IN (SELECT unnest(?::VARCHAR[])) AND (m.model_type IS NULL OR "
+            "m.model_type IN (SELECT unnest(?::VARCHAR[]))) AND EXISTS (SELECT 1 FROM "
+            "model_versions v WHERE v.model_name = m.name AND v.kind <> 'adapter')",
+            [tasks, head_types],
+        )
+    }
+    for name, single in (
+        ("license", SearchFilters(license=config.license)),
+        ("max_params", SearchFilters(max_params=config.max_params)),
+        ("runnable_here", SearchFilters(runnable_here=config.runnable_here)),
+    ):
+        where, params = _where(single)
+        if where:
+            clauses[name] = (where.removeprefix(" WHERE "), params)
+    return clauses
+
+
+def _combine(clauses: dict[str, tuple[str, list[Any]]], skip: tuple[str, ...] = ()) -> tuple:
+    kept = [(sql, params) for name, (sql, params) in clauses.items() if name not in skip]
+    if not kept:
+        return "", []
+    return (
+        " WHERE " + " AND ".join(f"({sql})" for sql, _ in kept),
+        [p for _, params in kept for p in params],
+    )
+
+
+def explain_no_match(registry: Registry, config: DiscoveryConfig) -> TransferlabError:
+    """The error for an empty candidate list, naming the filter that removes the most."""
+    clauses = _filter_clauses(config)
+    total = registry.query("SELECT count(*) AS n FROM models")[0]["n"]
+    if not total:
+        return TransferlabError(
+            f"The registry {registry.path} holds no models.", "Run `transferlab init` first."
+        )
+    removed = {}
+    for name, (sql, params) in clauses.items():
+        kept = registry.query(f"SELECT count(*) AS n FROM models m WHERE {sql}", params)[0]["n"]
+        removed[name] = total - kept
+    worst = max(removed, key=lambda name: removed[name])
+    shown = {
+        "task": f"task={config.task!r}",
+        "license": f"license={config.license!r}",
+        "max_params": f"max_params={config.max_params}",
+        "runnable_here": "runnable_here=True",
+    }
+    counts = ", ".join(f"{shown[n]} removes {c}" for n, c in removed.items())
+    return TransferlabError(
+        f"No model matches all discovery filters; the {shown[worst]} filter removes the most "
+        f"({removed[worst]} of {total} models). Alone, each filter: {counts}.",
+        _FIXES[worst],
+    )
+
+
+def _ranked(registry: Registry, config: DiscoveryConfig, vector: list[float] | None) -> list:
+    """Models passing every filter but runnable_here, best semantic match first."""
+    where, params = _combine(_filter_clauses(config), skip=("runnable_here",))
+    if vector is None:
+        sql = f"SELECT {_MODEL_COLUMNS}, NULL AS similarity FROM models m{where} ORDER BY m.name"
+        return registry.query(sql, params)
+    sql = (
+        f"SELECT {_MODEL_COLUMNS}, array_cosine_similarity(e.embedding, "
+        f"?::FLOAT[{EMBEDDING_DIM}]) AS similarity FROM models m LEFT JOIN model_embeddings e "
+        f"USING (name){where} ORDER BY similarity DESC NULLS LAST, m.name"
+    )
+    return registry.query(sql, [vector, *params])
+
+
+def _scored_version(registry: Registry, name: str) -> tuple[str | None, str | None, bool]:
+    """(version id, uri, weights here): the latest complete version with local weights, else
+    the latest complete version (a Hub reference or a missing folder)."""
+    versions = registry.query(
+        "SELECT version_id, uri FROM model_versions WHERE model_name = ? AND kind <> 'adapter' "
+        "ORDER BY version DESC",
+        [name],
+    )
+    for version in versions:
+        if local_path(version["uri"]):
+            return version["version_id"], version["uri"], True
+    if versions:
+        return versions[0]["version_id"], versions[0]["uri"], False
+    return None, None, False
+
+
+def not_runnable_reason(uri: str | None) -> str:
+    """Why a version without local weights cannot be scored on this machine (or '' if the Hub
+    is reachable and it may be)."""
+    if not uri:
+        return "no weights registered"
+    if uri.startswith(HUB_SCHEME):
+        status = hub_status()
+        if status == "online":
+            return ""
+        return f"weights are on the Hugging Face Hub, which is {status} here"
+    if "://" in uri:
+        return f"{uri.split('://', 1)[0]} model, not a transformers text model"
+    return f"weights folder {uri} is not on this machine"
+
+
+def build_shortlist(registry: Registry, config: DiscoveryConfig) -> list[Candidate]:
+    """The candidates to score (and, with reasons, those that cannot run here).
+
+    With runnable_here the shortlist holds the best `shortlist` models that run here, plus the
+    best `shortlist` matches that cannot (listed with the reason, not scored). Without it, the best
+    `shortlist` models whatever their weights; those that cannot be loaded say why.
+    """
+    vector = embed_texts([config.query])[0] if config.query else None
+    with registry.connect():
+        rows = _ranked(registry, config, vector)
+        candidates = []
+        for row in rows:
+            version_id, uri, runnable = _scored_version(registry, row["name"])
+            candidates.append(
+                Candidate(row["name"], row, version_id, uri, row.get("similarity"), runnable)
+            )
+        if not candidates or (config.runnable_here and not any(c.runnable for c in candidates)):
+            raise explain_no_match(registry, config)
+    if not config.runnable_here:
+        chosen = candidates[: config.shortlist]
+        for candidate in chosen:
+            reason = "" if candidate.runnable else not_runnable_reason(candidate.uri)
+            candidate.reason = f"not runnable here: {reason}" if reason else None
+        return chosen
+    runnable = [c for c in candidates if c.runnable][: config.shortlist]
+    # The best matches that cannot run here are listed with the reason (as many as are
+    # scored at most), so a better match is never dropped without a word.
+    skipped = [c for c in candidates if not c.runnable][: config.shortlist]
+    for candidate in skipped:
+        candidate.reason = "not runnable here: " + (
+            not_runnable_reason(candidate.uri) or "no local weights (runnable_here=True)"
+        )
+    listed = {id(c) for c in runnable + skipped}
+    return [c for c in candidates if id(c) in listed]
