@@ -18,7 +18,7 @@ os.environ["TRANSFERLAB_REGISTRY"] = str(
 
 # Templates share the session's registry when nbval runs them, so they run in the order of the
 # flow a data scientist follows: benchmark evaluates the version that finetune made.
-_FLOW = ("discover.ipynb", "finetune.ipynb", "benchmark.ipynb")
+_FLOW = ("discover.ipynb", "finetune.ipynb", "benchmark.ipynb", "curves.ipynb")
 
 
 def pytest_collection_modifyitems(items):
