@@ -86,7 +86,7 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
         raise TransferlabError(f"Invalid limit {filters.limit}.", "Use a positive number.")
 
 
-def _where(filters: SearchFilters) -> tuple[str, list[Any]]:
+def filter_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
     clauses, params = [], []
     if filters.task:
         clauses.append("m.task = ?")
@@ -138,7 +138,7 @@ def search_models(registry: Registry, filters: SearchFilters) -> list[dict]:
 
 def _search(registry: Registry, filters: SearchFilters, vector: list[float] | None) -> list[dict]:
     _validate(registry, filters)
-    where, params = _where(filters)
+    where, params = filter_sql(filters)
     columns = (
         "m.name, m.source, m.source_ref, m.task, m.architecture, m.library, m.license, "
         "m.commercial_use, m.parameters, m.size_bytes, m.languages, m.tags, m.description"
@@ -195,7 +195,7 @@ def _explain_empty(registry: Registry, filters: SearchFilters) -> str:
     }
     removed = {}
     for name, single in candidates.items():
-        where, params = _where(single)
+        where, params = filter_sql(single)
         if not where:
             continue
         kept = registry.query(f"SELECT count(*) AS n FROM models m{where}", params)[0]["n"]

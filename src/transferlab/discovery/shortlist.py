@@ -15,7 +15,7 @@ from transferlab.embeddings import EMBEDDING_DIM, embed_texts
 from transferlab.errors import TransferlabError
 from transferlab.finetuning.sources import HUB_SCHEME, hub_status, sequence_classification_types
 from transferlab.registry import Registry
-from transferlab.search import SearchFilters, _where, local_path
+from transferlab.search import SearchFilters, filter_sql, local_path
 
 _MODEL_COLUMNS = (
     "m.name, m.source, m.source_ref, m.task, m.model_type, m.license, m.commercial_use, "
@@ -62,7 +62,7 @@ def _filter_clauses(config: DiscoveryConfig) -> dict[str, tuple[str, list[Any]]]
         ("max_params", SearchFilters(max_params=config.max_params)),
         ("runnable_here", SearchFilters(runnable_here=config.runnable_here)),
     ):
-        where, params = _where(single)
+        where, params = filter_sql(single)
         if where:
             clauses[name] = (where.removeprefix(" WHERE "), params)
     return clauses
