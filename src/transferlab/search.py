@@ -87,6 +87,7 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
 
 
 def filter_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
+    """The WHERE clause (or "") and its parameters for every filter but the query."""
     clauses, params = [], []
     if filters.task:
         clauses.append("m.task = ?")
