@@ -10,7 +10,13 @@ from transferlab.errors import TransferlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from transferlab.cli import model_commands, promotion_commands, registry_commands, run_commands
+    from transferlab.cli import (
+        model_commands,
+        promotion_commands,
+        registry_commands,
+        run_commands,
+        sweep_commands,
+    )
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -31,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands.add_commands(commands, common)
     model_commands.add_commands(commands, common)
     promotion_commands.add_commands(commands, common)
+    sweep_commands.add_commands(commands, common)
     return parser
 
 

@@ -176,7 +176,7 @@ def load_suite(suite: str | Path) -> Suite:
         ) from exc
     try:
         document = yaml.safe_load(text)
-        lines = _line_index(text)
+        lines = line_index(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -467,13 +467,13 @@ def _error(
     path: Path | None, lines: dict[str, int], key: str, problem: str, expected: str
 ) -> SuiteError:
     where = f"Suite file {path}" if path is not None else "Suite"
-    line = _closest_line(lines, key)
+    line = closest_line(lines, key)
     if line is not None:
         where += f", line {line}"
     return SuiteError(f"{where}, key {key}: {problem}.", f"Expected {expected}.")
 
 
-def _closest_line(lines: dict[str, int], key: str) -> int | None:
+def closest_line(lines: dict[str, int], key: str) -> int | None:
     """The line of `key`, else of its nearest parent that the file has (a missing key)."""
     while key:
         if key in lines:
@@ -482,7 +482,7 @@ def _closest_line(lines: dict[str, int], key: str) -> int | None:
     return lines.get(_TOP)
 
 
-def _line_index(text: str) -> dict[str, int]:
+def line_index(text: str) -> dict[str, int]:
     """Key path (`tasks[1].metrics[2]`) -> 1-based line, from the YAML node tree."""
     root = yaml.compose(text)
     found: dict[str, int] = {}

@@ -77,7 +77,7 @@ def finetune(
     try:
         resolved = resolve_config(config, registry, run_id=run_id)
         registry.update_run(run_id, parameters={**existing, **resolved.to_params()})
-        splits = _load_data(resolved)
+        splits = load_data(resolved)
         parameters = {**existing, **resolved.to_params(), "data": splits.summary()}
         registry.update_run(run_id, parameters=parameters, data_fingerprint=splits.fingerprint())
         resolved.output_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def finetune(
         raise
 
 
-def _load_data(resolved: ResolvedConfig) -> DataSplits:
+def load_data(resolved: ResolvedConfig) -> DataSplits:
     return load_splits(
         resolved.train,
         validation=resolved.validation,

@@ -629,6 +629,121 @@ class Registry:
             row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
         return rows
 
+    # -- sweeps -----------------------------------------------------------------------------
+
+    def start_sweep(
+        self,
+        name: str,
+        *,
+        spec: dict | None = None,
+        file_path: str | None = None,
+        template: str | None = None,
+        workers: int | None = None,
+        sweep_id: str | None = None,
+    ) -> str:
+        """Record a sweep (one invocation of `transferlab sweep`) as running."""
+        sweep_id = sweep_id or new_run_id("sweep")
+        with self.connect() as con:
+            con.execute(
+                "INSERT INTO sweeps (sweep_id, name, template, spec, file_path, status, "
+                "created_at, workers, host, pid) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                [
+                    sweep_id,
+                    name,
+                    template,
+                    _json(spec or {}),
+                    file_path,
+                    _now(),
+                    workers,
+                    socket.gethostname(),
+                    os.getpid(),
+                ],
+            )
+        return sweep_id
+
+    def add_sweep_run(
+        self, sweep_id: str, run_key: str, run_id: str, *, reused: bool = False
+    ) -> None:
+        """Link a planned run (its stable key) of a sweep to the run that holds its result."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO sweep_runs (sweep_id, run_key, run_id, reused) "
+                "VALUES (?, ?, ?, ?)",
+                [sweep_id, run_key, run_id, reused],
+            )
+
+    def finish_sweep(self, sweep_id: str, status: str, *, summary: dict | None = None) -> None:
+        if status not in RUN_STATUSES or status == "running":
+            raise TransferlabError(
+                f"Cannot finish a sweep as {status!r}.", "Use succeeded, failed or interrupted."
+            )
+        with self.connect() as con:
+            self._require_sweep_id(con, sweep_id)
+            con.execute(
+                "UPDATE sweeps SET status = ?, finished_at = ?, summary = coalesce(?, summary) "
+                "WHERE sweep_id = ?",
+                [status, _now(), _json(summary), sweep_id],
+            )
+
+    def _require_sweep_id(self, con: duckdb.DuckDBPyConnection, sweep_id: str) -> None:
+        if not con.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchall():
+            raise NotFoundError(
+                f"No sweep {sweep_id!r} in the registry {self.path}.",
+                "Run one with `transferlab sweep SWEEP.yaml`.",
+            )
+
+    def sweeps(self, name: str | None = None) -> list[dict]:
+        """Sweeps, newest first (all of them, or those with this name)."""
+        sql = "SELECT * FROM sweeps"
+        params: list[Any] = []
+        if name is not None:
+            sql += " WHERE name = ?"
+            params.append(name)
+        rows = self.query(sql + " ORDER BY created_at DESC, sweep_id DESC", params)
+        for row in rows:
+            for key in ("spec", "summary"):
+                if isinstance(row[key], str):
+                    row[key] = json.loads(row[key])
+        return rows
+
+    def latest_sweep(self, name: str) -> dict | None:
+        """The newest sweep called `name`, or None."""
+        rows = self.sweeps(name)
+        return rows[0] if rows else None
+
+    def get_sweep(self, sweep_id_or_name: str) -> dict:
+        """A sweep by id, else the newest sweep with that name."""
+        rows = [row for row in self.sweeps() if row["sweep_id"] == sweep_id_or_name]
+        if not rows:
+            latest = self.latest_sweep(sweep_id_or_name)
+            rows = [latest] if latest else []
+        if not rows:
+            known = sorted({row["name"] for row in self.sweeps()})
+            raise NotFoundError(
+                f"No sweep with id or name {sweep_id_or_name!r} in the registry {self.path}.",
+                "Known sweeps: "
+                + (", ".join(known) or "none yet")
+                + ". Run one with `transferlab sweep SWEEP.yaml`.",
+            )
+        return rows[0]
+
+    def sweep_runs(self, sweep_id_or_name: str) -> list[dict]:
+        """The runs of a sweep (by id, or its newest invocation by name), one per planned run.
+
+        Each row is a `runs` row (parameters and requested as dicts) plus `run_key` and
+        `reused` (an earlier succeeded run the sweep took instead of running again). Planned
+        runs that never started have no row.
+        """
+        sweep = self.get_sweep(sweep_id_or_name)
+        rows = self.query(
+            "SELECT r.*, s.run_key, s.reused FROM sweep_runs s JOIN runs r USING (run_id) "
+            "WHERE s.sweep_id = ? ORDER BY r.started_at, s.run_key",
+            [sweep["sweep_id"]],
+        )
+        for row in rows:
+            row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
+        return rows
+
     # -- results ----------------------------------------------------------------------------
 
     def add_results(

@@ -1,0 +1,146 @@
+"""`transferlab sweep SWEEP.yaml`: many template runs from one file, in parallel workers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from transferlab.cli.output import emit_json, format_table
+from transferlab.registry import Registry
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from transferlab.sweeps import (
+        SweepInterrupted,
+        format_summary,
+        load_sweep,
+        run_sweep,
+        summary_json,
+    )
+
+    spec = load_sweep(args.sweep_file)
+    registry = Registry(args.registry)
+    if args.dry_run:
+        return _dry_run(spec, registry, args)
+    quiet = args.json or args.quiet
+
+    def announce(sweep_id: str, to_run: int, reused: int) -> None:
+        if not quiet:
+            print(
+                f"sweep {spec.name} ({sweep_id}): {to_run} run(s) to do, {reused} reused",
+                flush=True,
+            )
+
+    try:
+        result = run_sweep(
+            spec,
+            registry,
+            workers=args.workers,
+            rerun=args.rerun,
+            output_dir=args.output_dir,
+            progress=not quiet,
+            on_start=announce,
+        )
+        code = 0 if result.ok else 1
+    except SweepInterrupted as stopped:
+        result, code = stopped.result, 130
+    if code != 130 and not args.no_report:
+        _curve_report(result, registry)
+    if args.json:
+        emit_json(summary_json(result))
+    else:
+        print(format_summary(result))
+    if code == 130:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+    return code
+
+
+def _curve_report(result, registry: Registry) -> None:
+    """A sweep over examples per class ends with the data-efficiency report, where the
+    efficiency module is installed (transferlab.efficiency.render_sweep_report)."""
+    sizes = {repr(row.parameters.get("n_per_class")) for row in result.rows}
+    done = [row for row in result.rows if row.status in ("succeeded", "reused")]
+    if result.template != "finetune" or len(sizes) < 2 or not done:
+        return
+    try:
+        from transferlab.efficiency import render_sweep_report
+    except ImportError:
+        return
+    try:
+        result.report = str(render_sweep_report(registry, result.sweep_id))
+    except Exception as exc:  # the sweep's runs stand whatever happens to the report
+        result.notes.append(f"the data-efficiency report failed: {type(exc).__name__}: {exc}")
+
+
+def _dry_run(spec, registry: Registry, args: argparse.Namespace) -> int:
+    from transferlab.sweeps import expand, plan_sweep
+    from transferlab.sweeps.plan import display_value
+
+    if registry.path.exists():
+        plan = plan_sweep(spec, registry, rerun=args.rerun)
+    else:  # nothing to reuse, and a dry run creates no registry
+        plan = [(run, None) for run in expand(spec)]
+    rows = [
+        {
+            **{k: display_value(k, v) for k, v in run.varying.items()},
+            "key": run.key,
+            "action": "reuse" if reused else "run",
+            "reuses": reused,
+        }
+        for run, reused in plan
+    ]
+    if args.json:
+        emit_json(
+            {
+                "name": spec.name,
+                "template": spec.template,
+                "runs": [
+                    {
+                        "key": run.key,
+                        "parameters": run.parameters,
+                        "action": "reuse" if reused else "run",
+                        "reuses": reused,
+                    }
+                    for run, reused in plan
+                ],
+            }
+        )
+        return 0
+    varying = list(plan[0][0].varying) if plan else []
+    to_run = sum(1 for _, reused in plan if not reused)
+    print(f"sweep {spec.name}: template {spec.template}, {len(plan)} runs, {to_run} to run")
+    print(format_table(rows, [*varying, "key", "action", "reuses"]))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        parents=[common],
+        help="run a grid of template runs from a YAML file, in parallel, resumable",
+        description=(
+            "Run every run a sweep file describes (grid of models x data sets x methods x "
+            "examples per class x seeds, plus explicit runs) through papermill in worker "
+            "processes. Runs that already succeeded with the same parameters and data are "
+            "reused; failed and interrupted ones run again."
+        ),
+    )
+    sweep.set_defaults(handler=cmd_sweep)
+    sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default: one per CPU core, fewer if memory is short; "
+        "torch threads are divided between them)",
+    )
+    sweep.add_argument("--rerun", action="store_true", help="run every run, reuse nothing")
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="list the planned runs and what would be reused"
+    )
+    sweep.add_argument(
+        "--output-dir", help="where the output notebooks go (default outputs/sweeps/NAME)"
+    )
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument(
+        "--no-report", action="store_true", help="skip the data-efficiency report at the end"
+    )

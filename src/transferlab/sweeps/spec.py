@@ -1,0 +1,317 @@
+"""Sweep files: which template, the parameters every run shares, and what varies.
+
+```yaml
+name: sample_curve            # optional; default: the file name without .yaml
+template: finetune            # optional; default finetune (or a path to a .ipynb)
+fixed:                        # parameters every run shares
+  max_steps: 20
+grid:                         # every combination of these lists is one run
+  methods: [lora, linear_probe]     # plural aliases: models, datasets, methods, seeds
+  n_per_class: [8, 16, 32, all]     # 'all' = the whole training set (None)
+  seeds: [0, 1, 2]
+runs:                         # and/or an explicit list of parameter sets (over `fixed`)
+  - {method: full, n_per_class: 16}
+```
+
+Keys are the template's parameter names or the aliases `models` (base), `datasets` (data),
+`methods` (method), `seeds` (seed); `examples_per_class` is n_per_class. A list item that is a
+mapping sets several parameters together (a data set's `train` and `test` files, say).
+Relative data paths (`data`, `train`, `validation`, `test`) and relative model folders start
+at the sweep file's folder; `package:sample_data/...` names a file inside transferlab.
+
+Everything is checked before any run starts, and errors name the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transferlab.data import HUB_PREFIX, SUFFIX_FORMATS
+from transferlab.errors import TransferlabError
+from transferlab.evaluation.suites import closest_line, line_index
+from transferlab.runner import RUNNER_PARAMETERS, template_parameters, template_path
+
+DEFAULT_TEMPLATE = "finetune"
+SPEC_KEYS = ("name", "template", "fixed", "grid", "runs")
+ALIASES = {
+    "models": "base",
+    "model": "base",
+    "datasets": "data",
+    "dataset": "data",
+    "methods": "method",
+    "seeds": "seed",
+    "examples_per_class": "n_per_class",
+}
+# Parameters that name a data file; relative paths start at the sweep file's folder.
+DATA_PARAMETERS = ("data", "train", "validation", "test")
+# Parameters where 'all' means "no limit" (None in the template).
+ALL_MEANS_NONE = ("n_per_class", "n_train")
+PACKAGE_SCHEME = "package:"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$")
+_TOP = "(top level)"
+
+
+class SweepError(TransferlabError):
+    """A sweep file that cannot be run as written."""
+
+
+@dataclass
+class SweepSpec:
+    """A validated sweep: parameter sets are complete run requests, paths resolved."""
+
+    name: str
+    template: str
+    template_path: Path
+    fixed: dict[str, Any]
+    grid: dict[str, list[dict[str, Any]]]  # grid key -> one parameter dict per list item
+    runs: list[dict[str, Any]]
+    path: Path | None = None
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "template": self.template,
+            "fixed": self.fixed,
+            "grid": self.grid,
+            "runs": self.runs,
+        }
+
+
+def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
+    """Read and validate a sweep file."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SweepError(f"No sweep file {path}.", "Check the path of the YAML file.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepError(f"Cannot read sweep file {path}: {exc}.", "Save it as UTF-8.") from exc
+    try:
+        document = yaml.safe_load(text)
+        lines = line_index(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise SweepError(
+            f"Sweep file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}.",
+            "Fix the YAML syntax (indentation, quotes, colons); see sweeps/sample_curve.yaml.",
+        ) from exc
+    return parse_sweep(document, path=path.resolve(), lines=lines)
+
+
+def parse_sweep(
+    document: Any, *, path: Path | None = None, lines: dict[str, int] | None = None
+) -> SweepSpec:
+    """Validate a sweep given as a mapping (what the YAML file holds)."""
+    lines = lines or {}
+    where = _Where(path, lines)
+    if not isinstance(document, dict):
+        raise where.error(_TOP, f"got {_kind(document)}", "a mapping with fixed, grid and/or runs")
+    for key in document:
+        if key not in SPEC_KEYS:
+            raise where.error(str(key), f"unknown key {key!r}", f"one of {', '.join(SPEC_KEYS)}")
+    name = document.get("name") or (path.stem if path is not None else "sweep")
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$", name):
+        raise where.error("name", f"got {_kind(name)}", "a name of letters, digits, . _ -")
+    template = document.get("template", DEFAULT_TEMPLATE)
+    if not isinstance(template, str) or not template:
+        raise where.error("template", f"got {_kind(template)}", "a template name or .ipynb path")
+    if template.endswith(".ipynb") and path is not None and not Path(template).is_absolute():
+        template = str((path.parent / template).resolve())
+    try:
+        notebook = template_path(template)
+    except TransferlabError as exc:
+        raise where.error("template", exc.problem, exc.fix or "a template name") from exc
+    known = [n for n in template_parameters(notebook) if n not in RUNNER_PARAMETERS]
+    checker = _Parameters(where, known, notebook.stem, path.parent if path else Path.cwd())
+
+    fixed_raw = document.get("fixed") or {}
+    if not isinstance(fixed_raw, dict):
+        raise where.error("fixed", f"got {_kind(fixed_raw)}", "a mapping of parameter: value")
+    fixed = checker.parameters(fixed_raw, "fixed")
+
+    grid_raw = document.get("grid")
+    grid: dict[str, list[dict[str, Any]]] = {}
+    if grid_raw is not None:
+        if not isinstance(grid_raw, dict) or not grid_raw:
+            raise where.error(
+                "grid",
+                f"got {_kind(grid_raw)}" + (" (an empty grid has no runs)" if not grid_raw else ""),
+                "a mapping of parameter: [values...], e.g. seeds: [0, 1, 2]",
+            )
+        set_by: dict[str, str] = {}
+        for key, values in grid_raw.items():
+            grid[str(key)] = checker.grid_values(str(key), values)
+            for parameter in grid[str(key)][0]:
+                if parameter in set_by:
+                    raise where.error(
+                        f"grid.{key}",
+                        f"{parameter} also varies under grid.{set_by[parameter]}",
+                        "each parameter under one grid key",
+                    )
+                set_by[parameter] = str(key)
+
+    runs_raw = document.get("runs")
+    runs: list[dict[str, Any]] = []
+    if runs_raw is not None:
+        if not isinstance(runs_raw, list) or not runs_raw:
+            raise where.error(
+                "runs", f"got {_kind(runs_raw)}", "a non-empty list of parameter mappings"
+            )
+        for i, item in enumerate(runs_raw):
+            if not isinstance(item, dict):
+                raise where.error(f"runs[{i}]", f"got {_kind(item)}", "a mapping of parameters")
+            runs.append(checker.parameters(item, f"runs[{i}]"))
+    if grid_raw is None and runs_raw is None:
+        raise where.error(_TOP, "no grid and no runs", "grid: (lists to combine) and/or runs:")
+    overlap = sorted(set(fixed) & {p for item in grid.values() for p in item[0]})
+    if overlap:
+        raise where.error(
+            "fixed", f"{', '.join(overlap)} also varies in grid", "each parameter in one place"
+        )
+    return SweepSpec(
+        name=name,
+        template=notebook.stem,
+        template_path=notebook,
+        fixed=fixed,
+        grid=grid,
+        runs=runs,
+        path=path,
+        document=document,
+    )
+
+
+class _Where:
+    def __init__(self, path: Path | None, lines: dict[str, int]):
+        self.path, self.lines = path, lines
+
+    def error(self, key: str, problem: str, expected: str) -> SweepError:
+        where = f"Sweep file {self.path}" if self.path is not None else "Sweep"
+        line = closest_line(self.lines, key)
+        if line is not None:
+            where += f", line {line}"
+        return SweepError(f"{where}, key {key}: {problem}.", f"Expected {expected}.")
+
+
+class _Parameters:
+    """Checks names against the template's parameters, maps aliases, resolves paths."""
+
+    def __init__(self, where: _Where, known: list[str], template: str, folder: Path):
+        self.where, self.known, self.template, self.folder = where, known, template, folder
+
+    def name(self, key: str, at: str) -> str:
+        target = ALIASES.get(key, key)
+        if target not in self.known:
+            raise self.where.error(
+                at,
+                f"unknown parameter {key!r} for template {self.template}",
+                f"one of its parameters: {', '.join(self.known)} (or the aliases "
+                f"{', '.join(sorted(ALIASES))})",
+            )
+        return target
+
+    def parameters(self, raw: dict, at: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in raw.items():
+            key_at = f"{at}.{key}" if at else str(key)
+            name = self.name(str(key), key_at)
+            if name in found:
+                raise self.where.error(key_at, f"{name} is given twice (alias)", "it once")
+            found[name] = self.value(name, value, key_at)
+        return found
+
+    def grid_values(self, key: str, values: Any) -> list[dict[str, Any]]:
+        at = f"grid.{key}"
+        if not isinstance(values, list):
+            raise self.where.error(at, f"got {_kind(values)}", "a list of values, e.g. [0, 1]")
+        if not values:
+            raise self.where.error(
+                at, "an empty list (the grid would have no runs)", "at least one value"
+            )
+        items: list[dict[str, Any]] = []
+        for i, value in enumerate(values):
+            item_at = f"{at}[{i}]"
+            if isinstance(value, dict):  # several parameters set together
+                if not value:
+                    raise self.where.error(item_at, "an empty mapping", "parameter: value pairs")
+                items.append(self.parameters(value, item_at))
+            else:
+                name = self.name(key, at)
+                items.append({name: self.value(name, value, item_at)})
+        shapes = {tuple(sorted(item)) for item in items}
+        if len(shapes) > 1:
+            raise self.where.error(
+                at,
+                "its items set different parameters",
+                "every item of one grid key to set the same parameters",
+            )
+        return items
+
+    def value(self, name: str, value: Any, at: str) -> Any:
+        if isinstance(value, dict):
+            raise self.where.error(at, f"got {_kind(value)}", f"a value for {name}")
+        if name in ALL_MEANS_NONE and isinstance(value, str) and value.lower() == "all":
+            return None
+        if name in DATA_PARAMETERS and isinstance(value, str):
+            return self.data_path(value, at)
+        if name == "base" and isinstance(value, str) and value.startswith((".", "~", "/")):
+            folder = Path(value).expanduser()
+            folder = folder if folder.is_absolute() else self.folder / folder
+            if not folder.is_dir():
+                raise self.where.error(
+                    at, f"no model folder {folder}", "an existing folder or a registry name"
+                )
+            return str(folder.resolve())
+        return value
+
+    def data_path(self, data: str, at: str) -> str:
+        if data.startswith(PACKAGE_SCHEME):
+            relative = data.removeprefix(PACKAGE_SCHEME).lstrip("/")
+            target = Path(str(resources.files("transferlab"))) / relative
+            if ".." in Path(relative).parts or not target.is_file():
+                raise self.where.error(
+                    at,
+                    f"{data!r} names no file inside the transferlab package",
+                    "package:<file in transferlab>, e.g. package:sample_data/"
+                    "support_intents_train.csv",
+                )
+            return str(target)
+        if data.startswith(HUB_PREFIX):
+            return data
+        candidate = Path(data).expanduser()
+        resolved = candidate if candidate.is_absolute() else self.folder / candidate
+        if resolved.is_file():
+            if not os.access(resolved, os.R_OK):
+                raise self.where.error(at, f"data file {resolved} is not readable", "a file")
+            return str(resolved.resolve())
+        looks_like_file = (
+            candidate.is_absolute()
+            or data.startswith((".", "~"))
+            or candidate.suffix.lower() in SUFFIX_FORMATS
+        )
+        if not looks_like_file and _HUB_ID.match(data):
+            return data  # a Hugging Face dataset id
+        raise self.where.error(
+            at,
+            f"no data file {resolved}",
+            f"an existing file (relative paths start at the sweep file's folder {self.folder}), "
+            "package:<file in transferlab>, or a Hugging Face dataset id",
+        )
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping" if value else "an empty mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    return f"{type(value).__name__} {value!r}"
