@@ -244,12 +244,12 @@ def _load_file(
             f"Data file {path} is empty (0 bytes).",
             f"Write the examples into it with a header row: {text_column},{label_column}.",
         )
-    frame = _read_parquet(path) if kind == "parquet" else _read_text_file(path, kind)
+    frame = read_parquet(path) if kind == "parquet" else read_text_file(path, kind)
     names = label_names if label_names is not None else _label_names_beside(path)
     return _from_frame(frame, text_column, label_column, names, str(path), dataset_name(path), path)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
@@ -259,7 +259,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         ) from exc
 
 
-def _read_text_file(path: Path, kind: str) -> pd.DataFrame:
+def read_text_file(path: Path, kind: str) -> pd.DataFrame:
     raw = path.read_bytes()
     content = _decode_utf8(raw, path)
     if not content.strip():

@@ -42,7 +42,7 @@ _SAMPLE_SENTENCES = (
 _WARMUP_RUNS = 3
 
 
-class _RssPeak:
+class RssPeak:
     """Peak resident memory of this process, sampled by a thread (psutil) or from getrusage."""
 
     def __init__(self, interval_s: float = 0.005):
@@ -65,7 +65,7 @@ class _RssPeak:
         while not self._stop.wait(self.interval_s):
             self.peak = max(self.peak, self._rss())
 
-    def __enter__(self) -> _RssPeak:
+    def __enter__(self) -> RssPeak:
         self._thread.start()
         return self
 
@@ -116,7 +116,7 @@ def _import_model_class(folder: Path) -> None:
         MODEL_MAPPING[type(AutoConfig.from_pretrained(folder, local_files_only=True))]
 
 
-def _model_inputs(
+def model_inputs(
     tokenizer: Any, model: Any, rows: int, seq_len: int, device: str
 ) -> dict[str, Any]:
     """Real tokenizer output of `rows` different texts, each truncated to exactly seq_len tokens.
@@ -142,7 +142,7 @@ def _model_inputs(
     return inputs
 
 
-def _timed_runs(
+def timed_runs(
     model: Any, inputs: dict[str, Any], count: int, sync: Callable[[], None]
 ) -> list[float]:
     seconds = []
@@ -154,7 +154,7 @@ def _timed_runs(
     return seconds
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q
     low = int(pos)
@@ -202,7 +202,7 @@ def profile_model(
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(device)
     gc.collect()
-    with _RssPeak() as rss:
+    with RssPeak() as rss:
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -227,15 +227,15 @@ def profile_model(
         max_positions = getattr(model.config, "max_position_embeddings", None)
         if isinstance(max_positions, int) and max_positions > 0:
             seq_len = min(seq_len, max_positions)
-        single = _model_inputs(tokenizer, model, 1, seq_len, device)
-        batch = _model_inputs(tokenizer, model, batch_size, seq_len, device)
+        single = model_inputs(tokenizer, model, 1, seq_len, device)
+        batch = model_inputs(tokenizer, model, batch_size, seq_len, device)
 
         with torch.inference_mode():
-            _timed_runs(model, single, _WARMUP_RUNS, sync)
-            latencies = _timed_runs(model, single, repeats, sync)
-            _timed_runs(model, batch, 1, sync)
+            timed_runs(model, single, _WARMUP_RUNS, sync)
+            latencies = timed_runs(model, single, repeats, sync)
+            timed_runs(model, batch, 1, sync)
             batch_runs = max(2, repeats // 4)
-            batch_seconds = _timed_runs(model, batch, batch_runs, sync)
+            batch_seconds = timed_runs(model, batch, batch_runs, sync)
 
     parameters = sum(p.numel() for p in model.parameters())
     peak_bytes = torch.cuda.max_memory_allocated(device) if on_cuda else rss.growth_bytes()
@@ -247,8 +247,8 @@ def profile_model(
         "parameters": int(parameters),
         "size_bytes": folder_size_bytes(folder),
         "load_seconds": round(load_seconds, 4),
-        "latency_ms_p50": round(_percentile(latencies, 0.50) * 1000, 3),
-        "latency_ms_p95": round(_percentile(latencies, 0.95) * 1000, 3),
+        "latency_ms_p50": round(percentile(latencies, 0.50) * 1000, 3),
+        "latency_ms_p95": round(percentile(latencies, 0.95) * 1000, 3),
         "throughput_per_s": round(batch_size * batch_runs / sum(batch_seconds), 2),
         "peak_memory_mb": round(peak_bytes / 2**20, 1),
         "batch_size": batch_size,

@@ -14,7 +14,7 @@ import numpy as np
 
 from transferlab.errors import DataError
 from transferlab.finetuning import sources
-from transferlab.profiling import _model_inputs, _percentile, _timed_runs
+from transferlab.profiling import model_inputs, percentile, timed_runs
 from transferlab.quiet import quiet_transformers
 from transferlab.registry import Registry
 
@@ -180,11 +180,11 @@ def measure_latency_p50(model: Any, tokenizer: Any, calls: int = LATENCY_CALLS) 
             torch.cuda.synchronize(device)
 
     seq_len = min(LATENCY_SEQ_LEN, _max_length(model, tokenizer))
-    inputs = _model_inputs(tokenizer, model, 1, seq_len, device)
+    inputs = model_inputs(tokenizer, model, 1, seq_len, device)
     with torch.inference_mode():
-        _timed_runs(model, inputs, LATENCY_WARMUP, sync)
-        seconds = _timed_runs(model, inputs, calls, sync)
-    return _percentile(seconds, 0.5) * 1000
+        timed_runs(model, inputs, LATENCY_WARMUP, sync)
+        seconds = timed_runs(model, inputs, calls, sync)
+    return percentile(seconds, 0.5) * 1000
 
 
 def profiled_latency(registry: Registry, version_id: str, device: str) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.catalog.local import folder_size_bytes
-from transferlab.profiling import _percentile, _RssPeak
+from transferlab.profiling import RssPeak, percentile
 from transferlab.registry import Registry, VersionRecord
 
 LATENCY_SAMPLES = 50
@@ -49,8 +49,8 @@ def measure_latency(
             if i >= min(WARMUP_CALLS, len(chosen)):
                 seconds.append(time.perf_counter() - started)
     return {
-        "latency_ms_p50": _percentile(seconds, 0.50) * 1000,
-        "latency_ms_p95": _percentile(seconds, 0.95) * 1000,
+        "latency_ms_p50": percentile(seconds, 0.50) * 1000,
+        "latency_ms_p95": percentile(seconds, 0.95) * 1000,
     }
 
 
@@ -65,7 +65,7 @@ class PeakMemory:
     def __init__(self, device: str):
         self.device = str(device)
         self.megabytes = float("nan")
-        self._sampler: _RssPeak | None = None
+        self._sampler: RssPeak | None = None
         self._start_kb: int | None = None
 
     def __enter__(self) -> PeakMemory:
@@ -77,7 +77,7 @@ class PeakMemory:
         elif _reset_peak_rss():
             self._start_kb = _status_kb("VmRSS")
         else:
-            self._sampler = _RssPeak(interval_s=0.05).__enter__()
+            self._sampler = RssPeak(interval_s=0.05).__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:

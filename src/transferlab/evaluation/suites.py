@@ -588,7 +588,7 @@ def _read_columns(suite: Suite, task: TaskSpec) -> pd.DataFrame:
 
         name, _, config = task.source.removeprefix(HUB_PREFIX).partition(":")
         return datasets.load_dataset(name, config or None, split=task.split).to_pandas()
-    from transferlab.data import _read_parquet, _read_text_file
+    from transferlab.data import read_parquet, read_text_file
 
     path = Path(task.source)
     kind = SUFFIX_FORMATS.get(path.suffix.lower())
@@ -599,7 +599,7 @@ def _read_columns(suite: Suite, task: TaskSpec) -> pd.DataFrame:
             f"a file ending in one of {', '.join(SUFFIX_FORMATS)}",
         )
     try:
-        return _read_parquet(path) if kind == "parquet" else _read_text_file(path, kind)
+        return read_parquet(path) if kind == "parquet" else read_text_file(path, kind)
     except DataError as exc:
         raise suite.error(
             f"{task.key}.data", exc.problem.rstrip("."), exc.fix or "usable data"
