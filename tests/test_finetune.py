@@ -140,8 +140,31 @@ def test_the_result_holds_curves_confusion_and_costs(trained):
     assert result.resources["peak_rss_mb"] > 0
     assert 0 <= result.resources["padding_share"] < result.resources["padding_share_fixed_length"]
     assert result.resources["train_examples_seen"] == 30 * 2
-    assert result.resources["best_step"] is not None  # early stopping kept the best checkpoint
+    validation = [record for record in result.history if record["split"] == "validation"]
+    best = min(validation, key=lambda record: record["loss"])
+    assert result.resources["best_step"] == best["step"]
+    # The best weights, not the last, are what was evaluated and saved.
+    assert result.metrics["validation"]["loss"] == pytest.approx(best["loss"], rel=1e-3)
     assert 0 < result.resources["trainable_parameters"] < result.resources["total_parameters"] / 10
+
+
+def test_early_stopping_keeps_the_best_weights_not_the_last(workspace):
+    """A learning rate far too high makes the validation loss rise after the first epoch:
+    training stops after `patience` evaluations without gain, and the weights evaluated and
+    saved are those of the best evaluation."""
+    registry, base = workspace
+    result = finetune(
+        _config(base.ref, method="full", learning_rate=0.5, epochs=8, early_stopping_patience=2),
+        registry,
+        progress=False,
+    )
+    validation = [record for record in result.history if record["split"] == "validation"]
+    best = min(validation, key=lambda record: record["loss"])
+    assert best["step"] < validation[-1]["step"]
+    assert len(validation) == [r["step"] for r in validation].index(best["step"]) + 1 + 2
+    assert result.resources["best_step"] == best["step"]
+    assert result.metrics["validation"]["loss"] == pytest.approx(best["loss"], rel=1e-3)
+    assert result.metrics["validation"]["loss"] < validation[-1]["loss"]
 
 
 def test_full_fine_tuning_registers_a_complete_model(workspace, trained):

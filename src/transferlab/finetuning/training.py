@@ -180,31 +180,21 @@ def _training_arguments(
 
     steps_per_epoch = max(1, math.ceil(n_train / resolved.batch_size))
     total_steps = resolved.max_steps or math.ceil(resolved.epochs * steps_per_epoch)
-    evaluation: dict[str, Any] = {"eval_strategy": "no", "save_strategy": "no"}
+    # No checkpoints on disk: BestWeights keeps the best trainable weights in memory.
+    evaluation: dict[str, Any] = {"eval_strategy": "no"}
     if has_validation:
         if resolved.max_steps:
             every = max(1, min(steps_per_epoch, total_steps // 4))
-            evaluation = {
-                "eval_strategy": "steps",
-                "eval_steps": every,
-                "save_strategy": "steps",
-                "save_steps": every,
-            }
+            evaluation = {"eval_strategy": "steps", "eval_steps": every}
         else:
-            evaluation = {"eval_strategy": "epoch", "save_strategy": "epoch"}
-        evaluation.update(
-            load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            greater_is_better=False,
-            save_only_model=True,
-            save_total_limit=1,
-        )
+            evaluation = {"eval_strategy": "epoch"}
     precision: dict[str, bool] = {}
     if resolved.method == "qlora":
         bf16 = torch.cuda.is_bf16_supported()
         precision = {"bf16": bf16, "fp16": not bf16}
     return TrainingArguments(
         output_dir=checkpoints,
+        save_strategy="no",
         per_device_train_batch_size=resolved.batch_size,
         per_device_eval_batch_size=resolved.batch_size * 2,
         num_train_epochs=resolved.epochs,
@@ -247,6 +237,54 @@ def _trainer_class() -> type:
     return CountingTrainer
 
 
+def _best_weights_callback(patience: int | None) -> Any:
+    from transformers import TrainerCallback
+
+    class BestWeights(TrainerCallback):
+        """Early stopping on the validation loss, and the best weights restored at the end.
+
+        The Trainer's own way (load_best_model_at_end + EarlyStoppingCallback) writes a
+        checkpoint to disk at every evaluation and reads the best one back; this keeps a copy
+        of the trainable weights (an adapter and a head: a few MB) in memory instead.
+        """
+
+        def __init__(self) -> None:
+            self.best_loss: float | None = None
+            self.best_step: int | None = None
+            self.best_state: dict[str, Any] | None = None
+            self.evaluations_without_gain = 0
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            loss = (metrics or {}).get("eval_loss")
+            if loss is None or model is None:
+                return
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss = loss
+                self.best_step = state.global_step
+                self.best_state = {
+                    name: parameter.detach().clone()
+                    for name, parameter in model.named_parameters()
+                    if parameter.requires_grad
+                }
+                self.evaluations_without_gain = 0
+                return
+            self.evaluations_without_gain += 1
+            if patience and self.evaluations_without_gain >= patience:
+                control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if self.best_state is None or model is None:
+                return
+            import torch
+
+            parameters = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in self.best_state.items():
+                    parameters[name].copy_(value)
+
+    return BestWeights()
+
+
 def _compute_metrics(prediction: Any) -> dict[str, float]:
     logits = prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -259,7 +297,7 @@ def train_and_evaluate(
 ) -> TrainingOutcome:
     """Load, train, keep the best validation checkpoint, and evaluate every split."""
     import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
     from transformers.trainer_callback import PrinterCallback
 
     timings: dict[str, float] = {}
@@ -279,11 +317,8 @@ def train_and_evaluate(
         grouping = _length_grouping(resolved, n_train)
         has_validation = splits.validation is not None
         counter = PaddingCounter(DataCollatorWithPadding(tokenizer))
-        callbacks = []
-        if has_validation and resolved.early_stopping_patience:
-            callbacks.append(
-                EarlyStoppingCallback(early_stopping_patience=resolved.early_stopping_patience)
-            )
+        best = _best_weights_callback(resolved.early_stopping_patience) if has_validation else None
+        callbacks = [best] if best else []
         with tempfile.TemporaryDirectory(prefix="transferlab-checkpoints-") as checkpoints:
             args = _training_arguments(
                 resolved, checkpoints, n_train, has_validation, grouping, progress
@@ -352,7 +387,7 @@ def train_and_evaluate(
             ),
         },
         group_by_length=grouping,
-        best_step=getattr(trainer.state, "best_global_step", None),
+        best_step=best.best_step if best else None,
         quantization=quantization_metadata() if resolved.method == "qlora" else None,
     )
 
