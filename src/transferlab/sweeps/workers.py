@@ -58,7 +58,8 @@ def default_workers() -> int:
     Why: a small run spends much of its time in single-threaded work (kernel start, imports,
     model loading, plots), so one worker per core keeps the cores busy where one worker with
     every thread leaves them idle; more workers than cores only add contention and memory.
-    benchmarks/sweep_scaling.py measures 1, 2 and 4 workers against a plain loop.
+    benchmarks/sweep_scaling.py, 16 small MiniLM runs on 2 cores: 1 worker 303 s, 2 workers
+    198 s, 4 workers 197 s.
     """
     workers = available_cpus()
     memory = available_memory_bytes()
