@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from transferlab.data import (
     HUB_PREFIX,
@@ -34,6 +33,7 @@ from transferlab.data import (
 )
 from transferlab.errors import DataError, TransferlabError
 from transferlab.metrics import SUITE_METRICS, MetricError, MetricSpec, load_metric, suite_metric
+from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 PACKAGE_SCHEME = "package:"
@@ -55,7 +55,6 @@ _TASK_KEYS = (
     "latency",
     "max_examples",
 )
-_TOP = "(top level)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$")
 
@@ -174,17 +173,13 @@ def load_suite(suite: str | Path) -> Suite:
         raise SuiteError(
             f"Suite file {path} is not UTF-8 text: {exc}.", "Save it as UTF-8."
         ) from exc
-    try:
-        document = yaml.safe_load(text)
-        lines = line_index(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise SuiteError(
-            f"Suite file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}.",
-            "Fix the YAML syntax (indentation, quotes, colons); see "
-            "src/transferlab/suites/support_intents.yaml for a working suite.",
-        ) from exc
+    document, lines = parse_yaml(
+        text,
+        path,
+        SuiteError,
+        "Suite file",
+        "src/transferlab/suites/support_intents.yaml for a working suite",
+    )
     return parse_suite(document, path=path, lines=lines)
 
 
@@ -197,7 +192,7 @@ def parse_suite(
         raise _error(
             path,
             lines,
-            _TOP,
+            TOP,
             f"the file holds {_kind(document)}",
             "a mapping with name, description and tasks",
         )
@@ -471,36 +466,6 @@ def _error(
     if line is not None:
         where += f", line {line}"
     return SuiteError(f"{where}, key {key}: {problem}.", f"Expected {expected}.")
-
-
-def closest_line(lines: dict[str, int], key: str) -> int | None:
-    """The line of `key`, else of its nearest parent that the file has (a missing key)."""
-    while key:
-        if key in lines:
-            return lines[key]
-        key = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
-    return lines.get(_TOP)
-
-
-def line_index(text: str) -> dict[str, int]:
-    """Key path (`tasks[1].metrics[2]`) -> 1-based line, from the YAML node tree."""
-    root = yaml.compose(text)
-    found: dict[str, int] = {}
-
-    def walk(node: yaml.Node, key: str) -> None:
-        if key:
-            found[key] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for name, value in node.value:
-                walk(value, f"{key}.{name.value}" if key else str(name.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, f"{key}[{i}]")
-
-    if root is not None:
-        found[_TOP] = root.start_mark.line + 1
-        walk(root, "")
-    return found
 
 
 # -- a task's data ---------------------------------------------------------------------------

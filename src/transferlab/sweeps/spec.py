@@ -31,12 +31,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from transferlab.data import HUB_PREFIX, SUFFIX_FORMATS
 from transferlab.errors import TransferlabError
-from transferlab.evaluation.suites import closest_line, line_index
 from transferlab.runner import RUNNER_PARAMETERS, template_parameters, template_path
+from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
 SPEC_KEYS = ("name", "template", "fixed", "grid", "runs")
@@ -55,7 +53,6 @@ DATA_PARAMETERS = ("data", "train", "validation", "test")
 ALL_MEANS_NONE = ("n_per_class", "n_train")
 PACKAGE_SCHEME = "package:"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$")
-_TOP = "(top level)"
 
 
 class SweepError(TransferlabError):
@@ -94,16 +91,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
         raise SweepError(f"No sweep file {path}.", "Check the path of the YAML file.") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SweepError(f"Cannot read sweep file {path}: {exc}.", "Save it as UTF-8.") from exc
-    try:
-        document = yaml.safe_load(text)
-        lines = line_index(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise SweepError(
-            f"Sweep file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}.",
-            "Fix the YAML syntax (indentation, quotes, colons); see sweeps/sample_curve.yaml.",
-        ) from exc
+    document, lines = parse_yaml(text, path, SweepError, "Sweep file", "sweeps/sample_curve.yaml")
     return parse_sweep(document, path=path.resolve(), lines=lines)
 
 
@@ -114,7 +102,7 @@ def parse_sweep(
     lines = lines or {}
     where = _Where(path, lines)
     if not isinstance(document, dict):
-        raise where.error(_TOP, f"got {_kind(document)}", "a mapping with fixed, grid and/or runs")
+        raise where.error(TOP, f"got {_kind(document)}", "a mapping with fixed, grid and/or runs")
     for key in document:
         if key not in SPEC_KEYS:
             raise where.error(str(key), f"unknown key {key!r}", f"one of {', '.join(SPEC_KEYS)}")
@@ -171,7 +159,7 @@ def parse_sweep(
                 raise where.error(f"runs[{i}]", f"got {_kind(item)}", "a mapping of parameters")
             runs.append(checker.parameters(item, f"runs[{i}]"))
     if grid_raw is None and runs_raw is None:
-        raise where.error(_TOP, "no grid and no runs", "grid: (lists to combine) and/or runs:")
+        raise where.error(TOP, "no grid and no runs", "grid: (lists to combine) and/or runs:")
     overlap = sorted(set(fixed) & {p for item in grid.values() for p in item[0]})
     if overlap:
         raise where.error(
