@@ -8,6 +8,7 @@ from dataclasses import asdict
 from transferlab.cli.output import emit_json, format_table, human_size
 from transferlab.registry import Registry
 from transferlab.registry.api import require_registry_file
+from transferlab.registry.records import MODEL_DISPLAY_FIELDS
 
 
 def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
@@ -114,20 +115,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    for key in (
-        "name",
-        "source",
-        "source_ref",
-        "task",
-        "architecture",
-        "library",
-        "license",
-        "commercial_use",
-        "parameters",
-        "size_bytes",
-        "languages",
-        "tags",
-    ):
+    for key in ("name", *MODEL_DISPLAY_FIELDS):
         value = model[key]
         if key == "parameters":
             value = f"{human_size(value)} ({value})" if value else None

@@ -8,6 +8,20 @@ from typing import Any
 SOURCES = ("hf", "local", "torchhub", "tfhub")
 VERSION_KINDS = ("base", "adapter", "merged", "full")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+# The fields of a model shown to people (`transferlab show`, the picker's detail panel).
+MODEL_DISPLAY_FIELDS = (
+    "source",
+    "source_ref",
+    "task",
+    "architecture",
+    "library",
+    "license",
+    "commercial_use",
+    "parameters",
+    "size_bytes",
+    "languages",
+    "tags",
+)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from transferlab.cli.output import human_size
+from transferlab.registry.records import MODEL_DISPLAY_FIELDS
 from transferlab.widgets.state import ModelDetails, SearchOutcome
 
 RESULT_COLUMNS = ("name", "task", "params", "license", "source", "runnable", "score")
@@ -66,21 +67,6 @@ def results_html(outcome: SearchOutcome, selected: str | None = None) -> str:
     return count + table(rows, columns, css_class="transferlab-picker-results", highlight=selected)
 
 
-_METADATA_KEYS = (
-    "source",
-    "source_ref",
-    "task",
-    "architecture",
-    "library",
-    "license",
-    "commercial_use",
-    "parameters",
-    "size_bytes",
-    "languages",
-    "tags",
-)
-
-
 def _section(title: str, body: str) -> str:
     return f"<h4 style='margin:8px 0 2px'>{html.escape(title)}</h4>{body}"
 
@@ -88,7 +74,7 @@ def _section(title: str, body: str) -> str:
 def details_html(details: ModelDetails) -> str:
     model = details.model
     meta = []
-    for key in _METADATA_KEYS:
+    for key in MODEL_DISPLAY_FIELDS:
         value = model.get(key)
         if key == "parameters" and value:
             value = f"{human_size(value)} ({value})"
