@@ -138,3 +138,26 @@ def test_a_parameter_file_is_read_and_cli_values_win(tmp_path, run_cli):
     params.write_text("- not a mapping\n")
     code, _, err = run_cli("run", template, "-f", params, "--registry", registry)
     assert code == 2 and "must be a mapping" in err
+
+
+def test_kernels_run_on_local_sockets_without_the_tcp_warning(tmp_path, capfd):
+    """The kernel's own stderr goes to ours: a TCP kernel would warn there on every run."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from transferlab.kernels import ipc_possible
+    from transferlab.runner import run_template
+
+    if not ipc_possible():
+        pytest.skip(f"Jupyter's runtime folder {jupyter_runtime_dir()} is too deep for sockets")
+    template = _template(
+        tmp_path / "ipc.ipynb",
+        "import json, ipykernel.connect\n"
+        "print(json.loads(ipykernel.connect.get_connection_info())['transport'])",
+    )
+    outcome = run_template(
+        str(template), {}, registry=Registry(tmp_path / "reg.duckdb"), output_dir=tmp_path / "out"
+    )
+    assert outcome.succeeded
+    executed = nbformat.read(outcome.output_notebook, as_version=4)
+    assert executed.cells[-1].outputs[0]["text"].strip() == "ipc"
+    assert "without encryption" not in capfd.readouterr().err

@@ -18,6 +18,7 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from transferlab.errors import TransferlabError
+from transferlab.kernels import LocalKernelManager
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 
@@ -162,6 +163,7 @@ def run_template(
             progress_bar=progress_bar,
             log_output=log_output,
             cwd=str(folder),
+            kernel_manager_class=LocalKernelManager,
         )
     except PapermillExecutionError as error:
         message = _error_line(error)
