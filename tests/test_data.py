@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from transferlab.data import (
+    MAX_HELD_OUT_VALIDATION,
     LabelledData,
     dataset_name,
     fingerprint,
@@ -249,6 +250,17 @@ def test_split_data_holds_out_test_then_validation():
     splits = split_data(_pool(10), test_fraction=0.2, validation_fraction=0.25, seed=0)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (18, 6, 6)
     assert splits.label_names == ["a", "b", "c"]
+
+
+def test_a_validation_split_held_out_of_a_large_pool_is_capped():
+    """Few-shot runs on a large pool evaluate every epoch: 10 % of 80k would be 8,000."""
+    pool = _pool(20_000, labels=("a", "b", "c", "d"))
+    splits = split_data(pool, test_fraction=0.0, validation_fraction=0.1, seed=0)
+    assert len(splits.validation) == MAX_HELD_OUT_VALIDATION
+    assert set(splits.validation.label_counts().values()) == {MAX_HELD_OUT_VALIDATION // 4}
+    assert len(splits.train) == 80_000 - MAX_HELD_OUT_VALIDATION
+    small = split_data(_pool(100), test_fraction=0.0, validation_fraction=0.1, seed=0)
+    assert len(small.validation) == 30  # under the cap, the fraction holds
 
 
 def test_given_test_sets_are_renumbered_to_the_training_labels():
