@@ -1,7 +1,23 @@
-"""Label counts shared by the f1 and per_class metric scripts (imported by package path,
-since evaluate copies each script on its own)."""
+"""What the metric scripts over integer label ids share: their MetricInfo, and the label
+counts of f1 and per_class (imported by package path, since evaluate copies each script on its
+own)."""
 
+import datasets
+import evaluate
 import numpy as np
+
+
+def label_metric_info(description, inputs_description, reference_url):
+    """The MetricInfo of a metric whose inputs are predicted and true label ids."""
+    return evaluate.MetricInfo(
+        description=description,
+        citation="",
+        inputs_description=inputs_description,
+        features=datasets.Features(
+            {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+        ),
+        reference_urls=[reference_url],
+    )
 
 
 def label_counts(predictions, references, labels=None):

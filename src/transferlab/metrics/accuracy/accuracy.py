@@ -1,8 +1,9 @@
 """Accuracy: the share of predictions equal to their reference label."""
 
-import datasets
 import evaluate
 import numpy as np
+
+from transferlab.metrics.counting import label_metric_info
 
 _DESCRIPTION = """
 Accuracy is the proportion of correct predictions among all predictions:
@@ -37,14 +38,10 @@ def score(predictions, references):
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
+        return label_metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            "https://scikit-learn.org/stable/modules/model_evaluation.html",
         )
 
     def _compute(self, predictions, references):

@@ -1,11 +1,10 @@
 """F1: the harmonic mean of precision and recall, averaged over labels (macro, micro, weighted)
 or for the positive label of a binary task."""
 
-import datasets
 import evaluate
 import numpy as np
 
-from transferlab.metrics.counting import label_counts, ratio
+from transferlab.metrics.counting import label_counts, label_metric_info, ratio
 
 _DESCRIPTION = """
 F1 = 2 * precision * recall / (precision + recall), per label, then averaged:
@@ -54,14 +53,10 @@ def score(predictions, references, average="macro", labels=None, pos_label=1):
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class F1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
+        return label_metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            "https://scikit-learn.org/stable/modules/model_evaluation.html",
         )
 
     def _compute(self, predictions, references, average="macro", labels=None, pos_label=1):

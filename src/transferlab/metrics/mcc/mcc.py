@@ -1,8 +1,9 @@
 """Matthews correlation coefficient (multi-class form), from -1 to 1; 0 is chance level."""
 
-import datasets
 import evaluate
 import numpy as np
+
+from transferlab.metrics.counting import label_metric_info
 
 _DESCRIPTION = """
 The Matthews correlation coefficient between predicted and true labels, in the multi-class
@@ -52,14 +53,8 @@ def score(predictions, references):
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class MCC(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-            reference_urls=["https://doi.org/10.1016/j.compbiolchem.2004.09.006"],
+        return label_metric_info(
+            _DESCRIPTION, _KWARGS_DESCRIPTION, "https://doi.org/10.1016/j.compbiolchem.2004.09.006"
         )
 
     def _compute(self, predictions, references):

@@ -1,9 +1,8 @@
 """Precision, recall, F1 and support for every label, in label order."""
 
-import datasets
 import evaluate
 
-from transferlab.metrics.counting import label_counts, ratio
+from transferlab.metrics.counting import label_counts, label_metric_info, ratio
 
 _DESCRIPTION = """
 Per-label precision (TP / predicted), recall (TP / true), F1 and support (true count). A ratio
@@ -41,14 +40,10 @@ def score(predictions, references, labels=None):
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class PerClass(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
+        return label_metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            "https://scikit-learn.org/stable/modules/model_evaluation.html",
         )
 
     def _compute(self, predictions, references, labels=None):
