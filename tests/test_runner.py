@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -142,18 +143,23 @@ def test_a_parameter_file_is_read_and_cli_values_win(tmp_path, run_cli):
 
 def test_kernels_run_on_local_sockets_without_the_tcp_warning(tmp_path, capfd):
     """The kernel's own stderr goes to ours: a TCP kernel would warn there on every run."""
-    from jupyter_core.paths import jupyter_runtime_dir
+    import tempfile
 
     from transferlab.kernels import ipc_possible
     from transferlab.runner import run_template
 
     if not ipc_possible():
-        pytest.skip(f"Jupyter's runtime folder {jupyter_runtime_dir()} is too deep for sockets")
+        pytest.skip(f"The temp folder {tempfile.gettempdir()} is too deep for socket paths")
     template = _template(
         tmp_path / "ipc.ipynb",
         "import json, ipykernel.connect\n"
         "print(json.loads(ipykernel.connect.get_connection_info())['transport'])",
     )
+
+    def socket_folders() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("transferlab-kernel-*"))
+
+    before = socket_folders()
     outcome = run_template(
         str(template), {}, registry=Registry(tmp_path / "reg.duckdb"), output_dir=tmp_path / "out"
     )
@@ -161,3 +167,4 @@ def test_kernels_run_on_local_sockets_without_the_tcp_warning(tmp_path, capfd):
     executed = nbformat.read(outcome.output_notebook, as_version=4)
     assert executed.cells[-1].outputs[0]["text"].strip() == "ipc"
     assert "without encryption" not in capfd.readouterr().err
+    assert socket_folders() <= before  # the kernel's socket folder is removed with it
