@@ -24,8 +24,8 @@ from transferlab.discovery.recording import RUN_KIND, record_discovery
 from transferlab.discovery.scoring import cv_folds, profiled_latency, score_candidate
 from transferlab.discovery.shortlist import Candidate, build_shortlist
 from transferlab.errors import DataError, ModelSourceError, TransferlabError
-from transferlab.finetuning.recording import error_text
 from transferlab.registry import Registry
+from transferlab.run_failures import record_failure
 
 
 @dataclass
@@ -167,8 +167,7 @@ def discover(
         result = _discover(config, registry, run_id)
     except BaseException as exc:
         if own_run:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            registry.finish_run(run_id, status, error=error_text(exc))
+            record_failure(registry, run_id, exc)
         raise
     if own_run:
         registry.finish_run(run_id, "succeeded")

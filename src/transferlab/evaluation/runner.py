@@ -47,6 +47,7 @@ from transferlab.evaluation.latency import (
 from transferlab.evaluation.suites import Suite, TaskData, check_suite_data, load_suite
 from transferlab.metrics import MetricSpec, load_metric, metric_function
 from transferlab.registry import Registry, VersionRecord
+from transferlab.run_failures import record_failure
 
 RUN_KIND = "benchmark"
 PRODUCTION_ALIAS = "production"
@@ -245,13 +246,7 @@ def run_suite(
             production_alias=production_alias,
         )
     except BaseException as exc:
-        from transferlab.finetuning.recording import error_text
-
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        try:
-            registry.finish_run(run_id, status, error=error_text(exc))
-        except Exception as record_error:  # keep the original error; note the second one
-            exc.add_note(f"transferlab could not record the run as {status}: {record_error}")
+        record_failure(registry, run_id, exc)
         raise
     if own_run:
         registry.finish_run(run_id, "succeeded", metrics=report.summary)

@@ -7,28 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from transferlab.data import DataSplits
-from transferlab.errors import TransferlabError
 from transferlab.finetuning.artifacts import SavedModel
 from transferlab.finetuning.config import ResolvedConfig
 from transferlab.finetuning.training import TrainingOutcome
 from transferlab.registry import ModelRecord, Registry, VersionRecord
 
 RESULT_METRICS = ("accuracy", "macro_f1", "loss")
-_MAX_ERROR_CHARS = 4000
 _METHOD_TITLES = {
     "lora": "LoRA",
     "qlora": "QLoRA",
     "full": "Full",
     "linear_probe": "Linear-probe",
 }
-
-
-def error_text(exc: BaseException) -> str:
-    """The message a user reads (problem and fix), not a traceback."""
-    text = str(exc) if isinstance(exc, TransferlabError) else f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, KeyboardInterrupt):
-        text = "Interrupted (KeyboardInterrupt)."
-    return text[:_MAX_ERROR_CHARS]
 
 
 def derived_record(

@@ -18,10 +18,11 @@ from transferlab.finetuning.config import (
     ResolvedConfig,
     resolve_config,
 )
-from transferlab.finetuning.recording import error_text, register_outcome
+from transferlab.finetuning.recording import register_outcome
 from transferlab.finetuning.sources import progress_bars
 from transferlab.finetuning.training import TrainingOutcome, train_and_evaluate
 from transferlab.registry import Registry, VersionRecord
+from transferlab.run_failures import record_failure
 
 RUN_KIND = "finetune"
 
@@ -101,11 +102,7 @@ def finetune(
         registry.finish_run(run_id, "succeeded", metrics=_run_metrics(result, outcome))
         return result
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        try:
-            registry.finish_run(run_id, status, error=error_text(exc))
-        except Exception as record_error:  # keep the original error; note the second one
-            exc.add_note(f"transferlab could not record the run as {status}: {record_error}")
+        record_failure(registry, run_id, exc)
         raise
 
 
