@@ -8,7 +8,7 @@ from dataclasses import asdict
 from transferlab.cli.output import emit_json, format_table, human_size
 from transferlab.registry import Registry
 from transferlab.registry.api import require_registry_file
-from transferlab.registry.records import MODEL_DISPLAY_FIELDS
+from transferlab.registry.records import MODEL_DISPLAY_FIELDS, PROFILE_DISPLAY_FIELDS
 
 
 def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
@@ -133,20 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(format_table(aliases, ["alias", "version_id", "updated_at"]))
     if profiles:
         print("\nprofile")
-        print(
-            format_table(
-                profiles,
-                [
-                    "version_id",
-                    "device",
-                    "load_seconds",
-                    "latency_ms_p50",
-                    "latency_ms_p95",
-                    "throughput_per_s",
-                    "peak_memory_mb",
-                ],
-            )
-        )
+        print(format_table(profiles, list(PROFILE_DISPLAY_FIELDS)))
     if results:
         print("\nresults")
         print(

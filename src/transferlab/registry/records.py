@@ -8,6 +8,16 @@ from typing import Any
 SOURCES = ("hf", "local", "torchhub", "tfhub")
 VERSION_KINDS = ("base", "adapter", "merged", "full")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+# The columns of a version's profile shown to people (`transferlab show`, the picker).
+PROFILE_DISPLAY_FIELDS = (
+    "version_id",
+    "device",
+    "load_seconds",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "throughput_per_s",
+    "peak_memory_mb",
+)
 # The fields of a model shown to people (`transferlab show`, the picker's detail panel).
 MODEL_DISPLAY_FIELDS = (
     "source",

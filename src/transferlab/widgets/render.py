@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from transferlab.cli.output import human_size
-from transferlab.registry.records import MODEL_DISPLAY_FIELDS
+from transferlab.registry.records import MODEL_DISPLAY_FIELDS, PROFILE_DISPLAY_FIELDS
 from transferlab.widgets.state import ModelDetails, SearchOutcome
 
 RESULT_COLUMNS = ("name", "task", "params", "license", "source", "runnable", "score")
@@ -116,19 +116,10 @@ def details_html(details: ModelDetails) -> str:
             table(aliases, ("alias", "version"), key="alias") if aliases else "<p>none</p>",
         )
     )
-    profile_columns = (
-        "version_id",
-        "device",
-        "load_seconds",
-        "latency_ms_p50",
-        "latency_ms_p95",
-        "throughput_per_s",
-        "peak_memory_mb",
-    )
     parts.append(
         _section(
             "Profile",
-            table(details.profiles, profile_columns, key="version_id")
+            table(details.profiles, PROFILE_DISPLAY_FIELDS, key="version_id")
             if details.profiles
             else "<p>not profiled (run <code>transferlab profile</code>)</p>",
         )
