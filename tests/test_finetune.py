@@ -148,12 +148,21 @@ def test_the_result_holds_curves_confusion_and_costs(trained):
     assert 0 < result.resources["trainable_parameters"] < result.resources["total_parameters"] / 10
 
 
-def test_early_stopping_keeps_the_best_weights_not_the_last(workspace):
+def test_early_stopping_keeps_the_best_weights_not_the_last(workspace, tmp_path, minilm_dir):
     """A learning rate far too high makes the validation loss rise after the first epoch:
     training stops after `patience` evaluations without gain, and the weights evaluated and
-    saved are those of the best evaluation. One torch thread: the diverging trajectory
-    depends on the order of floating-point sums, which differs with the thread count."""
-    registry, base = workspace
+    saved are those of the best evaluation. The diverging trajectory must be the same on every
+    run: the tiny model's weights are seeded and torch uses one thread (the order of
+    floating-point sums changes with the thread count)."""
+    import torch
+
+    from tests.conftest import build_tiny_bert
+
+    registry, _ = workspace
+    torch.manual_seed(0)
+    base = _register_tiny(
+        registry, build_tiny_bert(tmp_path / "seeded", minilm_dir), name="tiny-bert-seeded"
+    )
     config = _config(
         base.ref, method="full", learning_rate=0.5, epochs=8, early_stopping_patience=2
     )
