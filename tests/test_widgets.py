@@ -69,6 +69,14 @@ def test_selection_fills_the_detail_panel(picker):
         picker.select("bert-base-uncased")
 
 
+def test_small_settings_keep_their_significant_digits(picker):
+    picker.select("all-MiniLM-L6-v2")
+    html = picker.details_html.value
+    assert "<td" in html and ">5e-05<" in html  # full_learning_rate, not "0.000"
+    assert ">0.002<" in html  # learning_rate
+    assert ">0.000<" not in html
+
+
 def test_no_match_says_which_filter_removed_the_most(picker):
     picker.runnable_here.value = True
     picker.max_params.value = "1K"

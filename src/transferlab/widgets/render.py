@@ -15,13 +15,20 @@ _TABLE_STYLE = "border-collapse:collapse;font-size:12px"
 _CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left"
 
 
+def _number(value: float) -> str:
+    """Three decimals for scores; learning rates such as 5e-05 keep their significant digits."""
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return f"{value:.3g}"
+    return f"{value:.3f}"
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return _number(value)
     if isinstance(value, list | tuple):
         return ", ".join(map(str, value))
     return str(value)
