@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from transferlab.report import find_chromium, rendered_dom, screenshot
+from transferlab.report import chromium_flags, find_chromium, rendered_dom, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,10 @@ def test_report_json_names_the_file(tiny_run, run_cli, tmp_path):
     )
     payload = json.loads(out)
     assert code == 0 and Path(payload["report"]).is_file() and payload["figures"] >= 3
+
+
+def test_chromium_keeps_its_sandbox_unless_it_runs_as_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "--no-sandbox" not in chromium_flags() and "--headless" in chromium_flags()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # Chromium refuses root with its sandbox
+    assert "--no-sandbox" in chromium_flags()

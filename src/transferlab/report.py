@@ -58,7 +58,6 @@ def count_plotly_figures(html: str) -> int:
 
 CHROMIUM_FLAGS = (
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -67,6 +66,14 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--hide-scrollbars",
 )
+
+
+def chromium_flags() -> tuple[str, ...]:
+    """Chromium's sandbox stays on; it refuses to start as root with it, so only root drops it."""
+    import os
+
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return (*CHROMIUM_FLAGS, "--no-sandbox") if as_root else CHROMIUM_FLAGS
 
 
 def find_chromium() -> str | None:
@@ -92,7 +99,7 @@ def _chromium(html: Path, *extra: str, timeout_s: float = 120) -> str:
         completed = subprocess.run(
             [
                 browser,
-                *CHROMIUM_FLAGS,
+                *chromium_flags(),
                 f"--user-data-dir={profile}",
                 "--virtual-time-budget=15000",
                 *extra,
