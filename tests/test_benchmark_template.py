@@ -57,6 +57,9 @@ def test_benchmark_run_records_results_and_renders_a_report(benchmarked):
     assert "Benchmark report" in page and "import pandas" not in page
     assert page.count("plotly-graph-div") >= 3
     assert "95% CI" in page
+    # the suite's length slices are computed, stored and shown in the report
+    assert any(r["metric"] == "accuracy[text_length=0-70]" for r in rows)
+    assert "Slices" in page and "text_length=0-70" in page
 
 
 def test_leaderboard_lists_the_benchmarked_version(benchmarked, run_cli):

@@ -140,6 +140,21 @@ class SuiteReport:
         order = [m for m in dict.fromkeys(overall["metric"]) if m in table.columns]
         return table.reindex(index=self.evaluated, columns=order)
 
+    def slices_table(self, task: str | None = None) -> pd.DataFrame:
+        """One row per version and slice (with its size), one column per metric computed on it;
+        empty when the task's suite defines no slices."""
+        task = task or self.suite.tasks[0].name
+        sliced = self.metrics[(self.metrics["task"] == task) & (self.metrics["slice"] != "")]
+        if sliced.empty:
+            return pd.DataFrame()
+        table = sliced.pivot_table(
+            index=["version", "slice", "n_examples"], columns="metric", values="value"
+        )
+        order = [m for m in dict.fromkeys(sliced["metric"]) if m in table.columns]
+        table = table[order].reset_index()
+        table.columns.name = None
+        return table
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: tables as lists of records, confusion matrices as nested lists."""
 
