@@ -366,3 +366,39 @@ def test_a_shared_benchmark_set_loads_with_its_label_names():
     data = load_labelled_data(folder / "validation.csv")
     assert len(data) == 2000 and data.name == "emotion"
     assert data.label_names == (folder / "labels.txt").read_text().split()
+
+
+# -- training sets a classifier cannot learn from ---------------------------------------------
+
+
+def test_training_data_with_one_class_is_refused_naming_the_label(tmp_path):
+    rows = [(f"charged twice, case {i}", "billing") for i in range(12)]
+    path = _write_csv(tmp_path / "billing_only.csv", rows)
+    with pytest.raises(DataError) as caught:
+        load_splits(path, test_fraction=0.2)
+    assert str(path) in caught.value.problem
+    assert "only one label, 'billing'" in caught.value.problem
+    assert "at least two classes" in caught.value.problem
+    assert "label_column='label'" in caught.value.fix
+
+
+def test_one_class_among_named_integer_labels_lists_the_names(tmp_path):
+    path = _write_csv(tmp_path / "train.csv", [(f"text {i}", 2) for i in range(6)])
+    (tmp_path / "labels.txt").write_text("billing\ndelivery\nrefund\n")
+    with pytest.raises(DataError, match="only one label, 'refund'") as caught:
+        load_splits(path, test_fraction=0.0)
+    assert "'billing', 'delivery', 'refund'" in caught.value.problem
+
+
+def test_validation_and_test_sets_may_be_dataframes():
+    pool = pd.DataFrame(ROWS * 3, columns=["text", "label"])
+    held = pd.DataFrame(ROWS[:2], columns=["text", "label"])
+    splits = load_splits(pool, validation=held, test=held)
+    assert splits.validation.texts == splits.test.texts == [text for text, _ in ROWS[:2]]
+    assert splits.test.source == "DataFrame"
+
+
+def test_an_empty_given_test_set_is_refused_not_ignored():
+    empty = LabelledData([], [], ["billing", "delivery"], "empty-test", "e")
+    with pytest.raises(DataError, match="The test set empty-test has no examples"):
+        load_splits(pd.DataFrame(ROWS * 3, columns=["text", "label"]), test=empty)

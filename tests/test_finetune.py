@@ -4,6 +4,7 @@ failed run. One slow test fine-tunes the real MiniLM on the sample data."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -278,6 +279,37 @@ def test_a_missing_label_column_fails_the_run_before_training(tmp_path, tiny_ber
     assert registry.query("SELECT * FROM model_versions") == []
     assert registry.results() == []
     assert not output.exists()
+
+
+def test_one_class_training_data_fails_the_template_run_and_registers_nothing(
+    tmp_path, tiny_bert_dir, run_cli
+):
+    """It used to train a one-label model, register it and report test accuracy 1.0."""
+    data = tmp_path / "billing_only.csv"
+    data.write_text(
+        "text,label\n" + "".join(f"charged twice on order {i},billing\n" for i in range(20))
+    )
+    registry_path = tmp_path / "registry.duckdb"
+    code, out, _ = run_cli(
+        "run", "finetune", "-p", "base", tiny_bert_dir, "-p", "data", data,
+        "-p", "max_steps", "2", "--registry", registry_path,
+        "--output-dir", tmp_path / "runs", "--json",
+    )  # fmt: skip
+    outcome = json.loads(out)
+    assert code == 1 and outcome["status"] == "failed" and outcome["versions"] == []
+    registry = Registry(registry_path)
+    run = registry.get_run(outcome["run_id"])
+    assert run["status"] == "failed"
+    for expected in (
+        str(data),
+        "only one label, 'billing'",
+        "at least two classes",
+        "label_column",
+    ):
+        assert expected in run["error"]
+    assert registry.query("SELECT * FROM model_versions WHERE kind <> 'base'") == []
+    assert registry.results() == []
+    assert not (tmp_path / "models").exists()
 
 
 @pytest.mark.parametrize(

@@ -765,10 +765,20 @@ def load_splits(
     """
     options = {"text_column": text_column, "label_column": label_column, "label_names": label_names}
     pool = load_labelled_data(train, split="train", **options)
+    require_two_classes(pool, label_column)
     given_validation = (
-        load_labelled_data(validation, split="validation", **options) if validation else None
+        load_labelled_data(validation, split="validation", **options)
+        if _given(validation)
+        else None
     )
-    given_test = load_labelled_data(test, split="test", **options) if test else None
+    given_test = load_labelled_data(test, split="test", **options) if _given(test) else None
+    for role, given in (("validation", given_validation), ("test", given_test)):
+        if given is not None and not len(given):
+            raise DataError(
+                f"The {role} set {given.source} has no examples.",
+                f"Give a {role} set with examples, or none ({role}_fraction of the training "
+                "data is then held out).",
+            )
     splits = split_data(
         pool,
         validation=given_validation,
@@ -781,6 +791,30 @@ def load_splits(
         splits.train, n_per_class=n_per_class, n_train=n_train, seed=seed
     )
     return _aligned(splits)
+
+
+def require_two_classes(data: LabelledData, label_column: str = "label") -> None:
+    """Refuse training data whose examples show fewer than two labels: a classifier trained
+    on one label predicts it for everything and scores 1.0 on a test set of that label."""
+    present = data.present_labels()
+    if len(present) >= 2:
+        return
+    found = f"only one label, {present[0]!r}" if present else "no labels"
+    named = ""
+    if len(data.label_names) > len(present):
+        named = f" (its label names list {len(data.label_names)}: {_listing(data.label_names)})"
+    raise DataError(
+        f"The training data {data.source} has {found}, in all {len(data)} examples{named}: "
+        "a classifier needs examples of at least two classes.",
+        f"Add examples of the other classes, or check that label_column={label_column!r} is "
+        "the column that holds the classes.",
+    )
+
+
+def _given(source: Source | None) -> bool:
+    """A validation/test source was passed (an empty string counts as none; a DataFrame has
+    no truth value, so `if source` cannot tell)."""
+    return source is not None and not (isinstance(source, str) and not source.strip())
 
 
 def _listing(values: Sequence[str]) -> str:
