@@ -117,6 +117,7 @@ def test_filters_licence_source_tags_and_runnable_here(initialized, run_cli):
         (["--task", "telepathy"], "Unknown task 'telepathy'"),
         (["--source", "ftp"], "Unknown source 'ftp'"),
         (["--license", "Not A Licence!"], "Invalid licence filter"),
+        (["--license", "bogus"], "Unknown licence 'bogus'"),
         ([""], "The search text is empty"),
     ],
 )

@@ -82,6 +82,20 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
             f"Invalid licence filter {filters.license!r}.",
             f"Use {', '.join(LICENSE_POLICIES)} or a licence id such as apache-2.0.",
         )
+    if filters.license not in LICENSE_POLICIES and not registry.query(
+        "SELECT 1 FROM models WHERE license = ? LIMIT 1", [filters.license]
+    ):
+        known = [
+            r["license"]
+            for r in registry.query(
+                "SELECT DISTINCT license FROM models WHERE license IS NOT NULL ORDER BY 1"
+            )
+        ]
+        raise TransferlabError(
+            f"Unknown licence {filters.license!r}: no model in this registry has it.",
+            f"Use {', '.join(LICENSE_POLICIES)} or one of the licences in this registry: "
+            f"{', '.join(known) or 'none (run transferlab init)'}.",
+        )
     if filters.limit < 1:
         raise TransferlabError(f"Invalid limit {filters.limit}.", "Use a positive number.")
 
