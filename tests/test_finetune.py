@@ -380,17 +380,6 @@ def test_an_adapter_is_not_a_base(workspace, trained):
     assert "merge" in caught.value.fix
 
 
-def test_report_to_needs_the_integration_installed(tmp_path, tiny_bert_dir):
-    from transformers.integrations import is_mlflow_available
-
-    if is_mlflow_available():
-        pytest.skip("mlflow is installed here")
-    with pytest.raises(TransferlabError, match="needs the mlflow package"):
-        resolve_config(
-            _config(str(tiny_bert_dir), report_to="mlflow"), Registry(tmp_path / "r.duckdb")
-        )
-
-
 def test_a_failure_while_registering_leaves_no_version_and_keeps_the_output(
     tmp_path, tiny_bert_dir, monkeypatch
 ):

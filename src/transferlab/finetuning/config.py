@@ -15,7 +15,7 @@ from typing import Any
 
 from transferlab.data import LabelledData, Source, dataset_name
 from transferlab.errors import TransferlabError
-from transferlab.finetuning import sources
+from transferlab.finetuning import sources, trackers
 from transferlab.finetuning.base import (
     BaseModel,
     check_max_length,
@@ -288,21 +288,7 @@ def _check_report_to(report_to: str | None) -> str:
         raise TransferlabError(
             f"Unknown report_to {report_to!r}.", f"Use one of: {', '.join(REPORT_TO)}."
         )
-    if report_to == "none":
-        return report_to
-    from transformers import integrations
-
-    available = {
-        "mlflow": integrations.is_mlflow_available,
-        "wandb": integrations.is_wandb_available,
-        "tensorboard": integrations.is_tensorboard_available,
-    }[report_to]()
-    if not available:
-        raise TransferlabError(
-            f"report_to={report_to!r} needs the {report_to} package, which is not installed.",
-            f"pip install {report_to}, or use report_to='none' (the registry records the run "
-            "either way).",
-        )
+    trackers.require_tracker(report_to)
     return report_to
 
 

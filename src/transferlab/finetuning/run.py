@@ -5,6 +5,7 @@ happens: resolve -> load data -> train -> save -> register, or a failed run with
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ from transferlab.finetuning.config import (
 )
 from transferlab.finetuning.recording import register_outcome
 from transferlab.finetuning.sources import progress_bars
+from transferlab.finetuning.trackers import (
+    Tracker,
+    finish_quietly,
+    start_tracker,
+    tracking_folder,
+)
 from transferlab.finetuning.training import TrainingOutcome, train_and_evaluate
 from transferlab.registry import Registry, VersionRecord
 from transferlab.run_failures import record_failure
@@ -70,19 +77,36 @@ def finetune(
     """
     registry = registry or Registry(config.registry)
     started = time.perf_counter()
+    output_notebook = None
     if run_id is None:
         run_id = registry.start_run(RUN_KIND, parameters=config.to_params())
         existing: dict[str, Any] = {}
     else:
-        existing = registry.get_run(run_id)["parameters"] or {}
+        run = registry.get_run(run_id)
+        existing, output_notebook = run["parameters"] or {}, run["output_notebook"]
+    tracker = Tracker()
     try:
         resolved = resolve_config(config, registry, run_id=run_id)
         registry.update_run(run_id, parameters={**existing, **resolved.to_params()})
         splits = load_data(resolved)
         parameters = {**existing, **resolved.to_params(), "data": splits.summary()}
         registry.update_run(run_id, parameters=parameters, data_fingerprint=splits.fingerprint())
+        tracker = start_tracker(
+            resolved.report_to,
+            run_id,
+            tracking_folder(output_notebook),
+            resolved.to_params(),
+            splits.summary(),
+            splits.fingerprint(),
+            resolved.registry_path,
+        )
+        if tracker.describe():
+            parameters["tracker"] = tracker.describe()
+            registry.update_run(run_id, parameters=parameters)
         resolved.output_dir.mkdir(parents=True, exist_ok=True)
-        outcome = train_and_evaluate(resolved, splits, progress=progress)
+        outcome = train_and_evaluate(
+            resolved, splits, progress=progress, callbacks=tracker.callbacks()
+        )
         parameters["group_by_length"] = outcome.group_by_length
         registry.update_run(run_id, parameters=parameters)
         save_started = time.perf_counter()
@@ -99,9 +123,12 @@ def finetune(
         outcome.timings["save_s"] = time.perf_counter() - save_started
         outcome.timings["total_s"] = time.perf_counter() - started
         result = _result(run_id, version, resolved, splits, outcome, parameters)
+        finish_quietly(tracker, outcome.metrics, version, outcome.resources["steps"])
         registry.finish_run(run_id, "succeeded", metrics=_run_metrics(result, outcome))
         return result
     except BaseException as exc:
+        with suppress(Exception):
+            tracker.fail(exc)
         record_failure(registry, run_id, exc)
         raise
 

@@ -205,7 +205,7 @@ def _training_arguments(
         lr_scheduler_type="linear",
         logging_strategy="steps",
         logging_steps=max(1, total_steps // 50),
-        report_to=resolved.report_to,
+        report_to="none",  # the tracker's callbacks come from finetuning.trackers
         disable_tqdm=not progress,
         seed=resolved.seed,
         data_seed=resolved.seed,
@@ -293,9 +293,16 @@ def _compute_metrics(prediction: Any) -> dict[str, float]:
 
 
 def train_and_evaluate(
-    resolved: ResolvedConfig, splits: DataSplits, *, progress: bool = True
+    resolved: ResolvedConfig,
+    splits: DataSplits,
+    *,
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
 ) -> TrainingOutcome:
-    """Load, train, keep the best validation checkpoint, and evaluate every split."""
+    """Load, train, keep the best validation checkpoint, and evaluate every split.
+
+    `callbacks` are extra Trainer callbacks (an experiment tracker's).
+    """
     import torch
     from transformers import DataCollatorWithPadding, set_seed
     from transformers.trainer_callback import PrinterCallback
@@ -318,7 +325,7 @@ def train_and_evaluate(
         has_validation = splits.validation is not None
         counter = PaddingCounter(DataCollatorWithPadding(tokenizer))
         best = _best_weights_callback(resolved.early_stopping_patience) if has_validation else None
-        callbacks = [best] if best else []
+        trainer_callbacks = [*([best] if best else []), *(callbacks or [])]
         with tempfile.TemporaryDirectory(prefix="transferlab-checkpoints-") as checkpoints:
             args = _training_arguments(
                 resolved, checkpoints, n_train, has_validation, grouping, progress
@@ -331,7 +338,7 @@ def train_and_evaluate(
                 data_collator=DataCollatorWithPadding(tokenizer),
                 processing_class=tokenizer,
                 compute_metrics=_compute_metrics,
-                callbacks=callbacks,
+                callbacks=trainer_callbacks,
             )
             trainer.padding_counter = counter
             if not progress:
