@@ -208,3 +208,22 @@ def test_a_missing_tracker_package_fails_before_training_naming_the_extra(
     (run,) = registry.runs()
     assert run["status"] == "failed" and f"transferlab[{report_to}]" in run["error"]
     assert registry.query("SELECT * FROM model_versions") == []
+
+
+def test_a_tracking_store_mlflow_refuses_fails_before_training(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """mlflow-skinny has no SQL store: a sqlite URI used to fail inside the Trainer."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    registry = Registry(tmp_path / "registry.duckdb")
+    config = FinetuneConfig(
+        base=str(tiny_bert_dir), train=sample_data_path("train"), report_to="mlflow"
+    )
+    with pytest.raises(TransferlabError, match="Cannot start an MLflow run in sqlite") as caught:
+        finetune(config, registry, progress=False)
+    assert "MLFLOW_TRACKING_URI" in caught.value.fix
+    (run,) = registry.runs()
+    assert run["status"] == "failed" and uri in run["error"]
+    assert registry.query("SELECT * FROM model_versions") == []
+    assert not (tmp_path / "models").exists()  # refused before the output folder is made

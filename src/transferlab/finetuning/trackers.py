@@ -155,8 +155,8 @@ class MlflowTracker(Tracker):
         if self._default_store:
             os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
             mlflow.set_tracking_uri((folder / "mlruns").as_uri())
+        self.tracking_uri = mlflow.get_tracking_uri()
         try:
-            self.tracking_uri = mlflow.get_tracking_uri()
             experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_PROJECT
             self.experiment_id = _experiment_id(mlflow.MlflowClient(), experiment)
             run = mlflow.start_run(
@@ -176,8 +176,16 @@ class MlflowTracker(Tracker):
             for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
                 mlflow.log_params(dict(items[start : start + MAX_PARAMS_TAGS_PER_BATCH]))
             mlflow.log_dict(data, "transferlab/data.json")
-        except BaseException:
+        except BaseException as exc:
             self._close("FAILED")
+            if isinstance(exc, Exception) and not isinstance(exc, TransferlabError):
+                raise TransferlabError(
+                    f"Cannot start an MLflow run in {self.tracking_uri}: "
+                    f"{type(exc).__name__}: {exc}",
+                    "Point MLFLOW_TRACKING_URI at a store this mlflow accepts (a tracking server "
+                    "http(s)://..., or file:... with MLFLOW_ALLOW_FILE_STORE=true), or unset it "
+                    "to log to the local store beside the run notebooks.",
+                ) from exc
             raise
 
     def describe(self) -> dict[str, Any]:
@@ -255,15 +263,22 @@ class WandbTracker(Tracker):
         if not os.environ.get("WANDB_DIR"):
             folder.mkdir(parents=True, exist_ok=True)
             options["dir"] = str(folder)
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-            name=run_id,
-            job_type="finetune",
-            config={"transferlab": parameters, "data": data},
-            tags=[str(tags[key])[:64] for key in ("method", "dataset")],
-            notes=f"transferlab run {run_id}",
-            **options,
-        )
+        try:
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+                name=run_id,
+                job_type="finetune",
+                config={"transferlab": parameters, "data": data},
+                tags=[str(tags[key])[:64] for key in ("method", "dataset")],
+                notes=f"transferlab run {run_id}",
+                **options,
+            )
+        except Exception as exc:
+            raise TransferlabError(
+                f"Cannot start a W&B run: {type(exc).__name__}: {exc}",
+                "Log in (`wandb login`, or set WANDB_API_KEY), or log offline with "
+                "WANDB_MODE=offline and upload later with `wandb sync`.",
+            ) from exc
         self.run.summary.update({f"transferlab/{key}": value for key, value in tags.items()})
 
     def describe(self) -> dict[str, Any]:
