@@ -96,12 +96,17 @@ def _check_text_model_folder(folder: Path) -> None:
             f"No config.json in {folder}: not a Hugging Face model folder.",
             "Pass the folder written by `model.save_pretrained(DIR)` (config.json + weights).",
         )
-    if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
+    if not has_text_tokenizer(folder):
         raise ModelSourceError(
             f"No tokenizer in {folder}: profiling measures text models on tokenized sentences.",
             "Save the tokenizer next to the model (`tokenizer.save_pretrained(DIR)`); image and "
             "audio models are not profiled by this function.",
         )
+
+
+def has_text_tokenizer(folder: Path) -> bool:
+    """Whether a model folder holds tokenizer files (image and audio models have none)."""
+    return any((Path(folder) / f).is_file() for f in _TOKENIZER_FILES)
 
 
 def _import_model_class(folder: Path) -> None:
@@ -152,6 +157,11 @@ def timed_runs(
         sync()
         seconds.append(time.perf_counter() - start)
     return seconds
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -214,9 +224,9 @@ def profile_model(
         try:
             with quiet_transformers():
                 model = AutoModel.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # damaged weights raise SafetensorError, refused pickles ...
             raise ModelSourceError(
-                f"AutoModel cannot load {folder}: {exc}",
+                f"AutoModel cannot load {folder}: {type(exc).__name__}: {_first_line(exc)}",
                 "Profiling loads models with transformers' AutoModel; models that need "
                 "custom code (trust_remote_code) are not supported.",
             ) from exc

@@ -9,10 +9,10 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from transferlab.catalog.licenses import commercial_use_for_license, normalize_license
 from transferlab.catalog.local import (
     BUFFER_DTYPES,
     as_str_list,
-    commercial_use_for_license,
     first_prose_paragraph,
     split_model_card,
     task_from_architecture,
@@ -152,6 +152,20 @@ def _fetch(model_id: str, timeout: float) -> tuple[ModelInfo, str | None]:
         raise _network_error(model_id, f"{type(exc).__name__}: {exc}") from exc
 
 
+def _check_model_id(model_id: str) -> None:
+    """Refuse a malformed id here, before any network call (or the offline message)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError as exc:
+        raise ModelSourceError(
+            f"{model_id!r} is not a valid Hugging Face model id: {exc}",
+            "Use the form owner/name, e.g. sentence-transformers/all-MiniLM-L6-v2.",
+        ) from exc
+
+
 def _download_size(info: ModelInfo) -> int | None:
     """Bytes of what from_pretrained would fetch: one weight format plus top-level side files."""
     siblings = [s for s in info.siblings or [] if s.size is not None]
@@ -178,7 +192,7 @@ def record_from_model_info(
 
     licenses = as_str_list(card_data.get("license"))
     license_tag = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-    license_id = licenses[0] if licenses else license_tag
+    license_id = normalize_license(licenses[0] if licenses else license_tag)
 
     parameters = None
     if info.safetensors is not None and info.safetensors.parameters:
@@ -221,6 +235,7 @@ def fetch_hf_metadata(
     Fails with ModelSourceError at once in offline mode, and within about `timeout` seconds
     when the Hub cannot be reached.
     """
+    _check_model_id(model_id)
     if hub_is_offline():
         raise _offline_error(model_id)
     info, card = _fetch(model_id, timeout)

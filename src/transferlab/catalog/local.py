@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from transferlab.catalog.licenses import commercial_use_for_license, normalize_license
 from transferlab.errors import ModelSourceError
 from transferlab.registry.records import ModelRecord
 
@@ -52,48 +53,6 @@ _SPEECH_MODEL_TYPES = frozenset(
     {"whisper", "speech_to_text", "wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech"}
 )
 _VISION_TEXT_MODEL_TYPES = frozenset({"llava", "blip", "blip-2", "paligemma", "idefics", "git"})
-
-_COMMERCIAL_LICENSES = frozenset(
-    {
-        "apache-2.0",
-        "mit",
-        "cc0-1.0",
-        "cc-by-2.0",
-        "cc-by-2.5",
-        "cc-by-3.0",
-        "cc-by-4.0",
-        "cc-by-sa-3.0",
-        "cc-by-sa-4.0",
-        "unlicense",
-        "isc",
-        "zlib",
-        "bsl-1.0",
-        "mpl-2.0",
-        "afl-3.0",
-        "ecl-2.0",
-        "artistic-2.0",
-        "postgresql",
-        "wtfpl",
-        "gpl-2.0",
-        "gpl-3.0",
-        "lgpl-2.1",
-        "lgpl-3.0",
-        "agpl-3.0",
-    }
-)
-_NON_COMMERCIAL_LICENSES = frozenset({"research-only", "other", "cc-by-nc-4.0", "cc-by-nc-3.0"})
-
-
-def commercial_use_for_license(license_id: str | None) -> bool | None:
-    """Whether a licence id (Hub spelling) allows commercial use; None when we do not know it."""
-    if not license_id:
-        return None
-    lic = license_id.strip().lower()
-    if lic.startswith("cc-by-nc") or lic in _NON_COMMERCIAL_LICENSES:
-        return False
-    if lic in _COMMERCIAL_LICENSES or lic.startswith("bsd") or "openrail" in lic:
-        return True
-    return None
 
 
 def task_from_architecture(architecture: str | None, model_type: str | None = None) -> str:
@@ -367,7 +326,7 @@ def inspect_local_model(directory: str | Path, name: str | None = None) -> Model
         library = str(meta["library_name"])
 
     licenses = as_str_list(meta.get("license"))
-    license_id = licenses[0] if licenses else None
+    license_id = normalize_license(licenses[0]) if licenses else None
     tags = as_str_list(meta.get("tags"))
     tags += [f"base_model:{b}" for b in as_str_list(meta.get("base_model"))]
 

@@ -42,16 +42,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     registry = _registry(args, must_exist=False)
     importer = IMPORTERS[args.source]
+    options = {"name": args.name, "task": args.task, "license": args.license}
     if args.source == "local":
-        version = importer(registry, args.ref, name=args.name, profile=not args.no_profile)
-    elif args.source == "hf":
-        version = importer(registry, args.ref, name=args.name)
-    else:
-        version = importer(registry, args.ref, name=args.name, task=args.task, license=args.license)
+        options["profile"] = not args.no_profile
+    version = importer(registry, args.ref, **options)
     if args.json:
         emit_json(asdict(version))
     else:
         print(f"registered {version.ref} ({version.kind}) from {version.uri}")
+        if version.metadata.get("not_profiled"):
+            print(f"not profiled: {version.metadata['not_profiled']}")
     return 0
 
 
@@ -227,8 +227,16 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     imp.add_argument("source", choices=["local", "hf", "torchhub", "tfhub"])
     imp.add_argument("ref", help="folder (local), model id (hf) or hub reference")
     imp.add_argument("--name", help="registry name (default: the folder name or hub id)")
-    imp.add_argument("--task", help="task, for torchhub/tfhub references not in the catalog")
-    imp.add_argument("--license", help="licence id, for torchhub/tfhub references")
+    imp.add_argument(
+        "--task",
+        help="task: needed for torchhub/tfhub references not in the catalog; for local and hf "
+        "it replaces the detected task",
+    )
+    imp.add_argument(
+        "--license",
+        help="licence id such as apache-2.0 (unknown ids are refused); for local and hf it fills "
+        "in a licence the model card does not give",
+    )
     imp.add_argument("--no-profile", action="store_true", help="skip profiling (local only)")
 
     search = command("search", cmd_search, "find models by filters and semantic search")
