@@ -65,6 +65,12 @@ class DiscoveryConfig:
             raise TransferlabError(
                 "The licence filter is empty.", f"Use {', '.join(LICENSE_POLICIES)} or an id."
             )
+        if self.query is not None and not isinstance(self.query, str):
+            raise TransferlabError(
+                f"The search text (query) must be text, got {self.query!r}.",
+                "Give it as text. On the command line, a value that reads as a number or "
+                "true/false needs quotes inside the value: -p query \"'42'\".",
+            )
         if self.query is not None and not str(self.query).strip():
             raise TransferlabError(
                 "The search text (query) is empty.",
@@ -81,8 +87,22 @@ class DiscoveryConfig:
             (
                 "shortlist",
                 self.shortlist,
-                isinstance(self.shortlist, int) and self.shortlist >= 1,
+                isinstance(self.shortlist, int)
+                and not isinstance(self.shortlist, bool)
+                and self.shortlist >= 1,
                 ">= 1",
+            ),
+            (
+                "seed",
+                self.seed,
+                isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
+                ">= 0 (an integer)",
+            ),
+            (
+                "runnable_here",
+                self.runnable_here,
+                isinstance(self.runnable_here, bool),
+                "of true or false",
             ),
             (
                 "max_latency_ms",

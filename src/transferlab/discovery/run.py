@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from transferlab.catalog.weights import check_weights
 from transferlab.data import (
     LabelledData,
     dataset_name,
@@ -18,6 +19,7 @@ from transferlab.data import (
 )
 from transferlab.discovery import figures
 from transferlab.discovery.config import DiscoveryConfig
+from transferlab.discovery.provenance import TRAINED_ON_DATA, TrainedOnData
 from transferlab.discovery.ranking import Outcome, best_row, faster_alternatives, rank_table
 from transferlab.discovery.recommend import finetune_command, recommend
 from transferlab.discovery.recording import RUN_KIND, record_discovery
@@ -26,6 +28,7 @@ from transferlab.discovery.shortlist import Candidate, build_shortlist
 from transferlab.errors import DataError, ModelSourceError, TransferlabError
 from transferlab.registry import Registry
 from transferlab.run_failures import record_failure
+from transferlab.search import local_path
 
 
 @dataclass
@@ -51,14 +54,19 @@ class DiscoveryResult:
         }
 
 
-def load_examples(config: DiscoveryConfig) -> LabelledData:
-    """`n_per_class` labelled examples of each class (seeded) from data / train / the sample."""
+def load_pool(config: DiscoveryConfig) -> LabelledData:
+    """Every labelled example of data / train / the sample data."""
     source = config.train if config.train is not None else config.data
     if source is None:
         source = sample_data_path("train")
-    pool = load_labelled_data(
+    return load_labelled_data(
         source, text_column=config.text_column, label_column=config.label_column, split="train"
     )
+
+
+def load_examples(config: DiscoveryConfig, pool: LabelledData | None = None) -> LabelledData:
+    """`n_per_class` labelled examples of each class (seeded) from data / train / the sample."""
+    pool = pool if pool is not None else load_pool(config)
     present = pool.present_labels()
     if len(present) < 2:
         raise DataError(
@@ -82,7 +90,7 @@ def _score_all(
         outcome = Outcome(candidate)
         outcomes.append(outcome)
         if candidate.reason:
-            outcome.status, outcome.why = "not runnable", candidate.reason
+            outcome.status, outcome.why = candidate.status, candidate.reason
             continue
         known = profiled_latency(registry, candidate.version_id, device)
         if known is not None and config.max_latency_ms and known > config.max_latency_ms:
@@ -94,6 +102,9 @@ def _score_all(
             )
             continue
         try:
+            folder = local_path(candidate.uri)
+            if folder is not None:
+                check_weights(folder)  # damaged weights: a clear reason, not a loader's error
             outcome.score = score_candidate(
                 registry,
                 candidate.version_id,
@@ -105,7 +116,15 @@ def _score_all(
             )
         except ModelSourceError as error:
             outcome.status, outcome.why = "not runnable", f"could not load: {error.problem}"
+        except Exception as error:  # one broken candidate must not end the whole discovery
+            outcome.status = "not runnable"
+            outcome.why = f"could not score: {type(error).__name__}: {_first_line(error)}"
     return outcomes
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def _explain(table: pd.DataFrame, config: DiscoveryConfig) -> str:
@@ -137,10 +156,17 @@ def _no_eligible_error(table: pd.DataFrame, config: DiscoveryConfig) -> Transfer
             "Raise max_latency_ms, or widen the shortlist (shortlist=, max_params=).",
         )
     reasons = "; ".join(f"{r['model']}: {r['why']}" for r in table.to_dict("records"))
-    return TransferlabError(
-        f"No shortlisted model could be scored on this machine ({reasons}).",
+    fix = (
         "Register local weights (transferlab import local DIR --name NAME), or run where the "
-        "Hugging Face Hub is reachable.",
+        "Hugging Face Hub is reachable."
+    )
+    if (table["status"] == TRAINED_ON_DATA).any():
+        fix = (
+            "Models fine-tuned on these examples are never scored on them: register a base "
+            "model (transferlab import local DIR --name NAME), or " + fix[0].lower() + fix[1:]
+        )
+    return TransferlabError(
+        f"No shortlisted model could be scored on this machine ({reasons}).", fix
     )
 
 
@@ -178,10 +204,11 @@ def _discover(config: DiscoveryConfig, registry: Registry, run_id: str) -> Disco
     timings: dict[str, float] = {}
     started = time.perf_counter()
     config = config.checked()
-    examples = load_examples(config)
+    pool = load_pool(config)
+    examples = load_examples(config, pool)
     timings["data_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    shortlist = build_shortlist(registry, config)
+    shortlist = build_shortlist(registry, config, exclude=TrainedOnData(registry, pool))
     timings["shortlist_s"] = time.perf_counter() - started
     started = time.perf_counter()
     outcomes = _score_all(registry, shortlist, examples, config)

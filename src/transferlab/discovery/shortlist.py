@@ -7,6 +7,7 @@ silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +16,14 @@ from transferlab.embeddings import EMBEDDING_DIM, embed_texts
 from transferlab.errors import TransferlabError
 from transferlab.finetuning.sources import HUB_SCHEME, hub_status, sequence_classification_types
 from transferlab.registry import Registry
-from transferlab.search import SearchFilters, filter_sql, local_path
+from transferlab.search import LICENSE_POLICIES, SearchFilters, filter_sql, local_path
 
 _MODEL_COLUMNS = (
     "m.name, m.source, m.source_ref, m.task, m.model_type, m.license, m.commercial_use, "
     "m.parameters, m.size_bytes, m.finetune, m.origin"
 )
+# version id -> why it must not be scored, or None
+Exclude = Callable[[str], str | None]
 _FIXES = {
     "task": "Register an encoder that can take a classification head (transferlab import local "
     "DIR), or check the task.",
@@ -43,6 +46,7 @@ class Candidate:
     runnable: bool
     reason: str | None = None  # why it is not scored; None = score it
     extra: dict[str, Any] = field(default_factory=dict)
+    status: str = "not runnable"  # the table's status when it is not scored
 
 
 def _filter_clauses(config: DiscoveryConfig) -> dict[str, tuple[str, list[Any]]]:
@@ -91,6 +95,18 @@ def explain_no_match(registry: Registry, config: DiscoveryConfig) -> Transferlab
         kept = registry.query(f"SELECT count(*) AS n FROM models m WHERE {sql}", params)[0]["n"]
         removed[name] = total - kept
     worst = max(removed, key=lambda name: removed[name])
+    if worst == "license" and config.license not in LICENSE_POLICIES and removed[worst] == total:
+        held = [
+            r["license"]
+            for r in registry.query(
+                "SELECT DISTINCT license FROM models WHERE license IS NOT NULL ORDER BY 1"
+            )
+        ]
+        return TransferlabError(
+            f"No registered model has the licence {config.license!r}.",
+            f"Use license='any', 'commercial' or 'open', or one of the licences in the "
+            f"registry: {', '.join(held) or 'none recorded'}.",
+        )
     shown = {
         "task": f"task={config.task!r}",
         "license": f"license={config.license!r}",
@@ -119,20 +135,29 @@ def _ranked(registry: Registry, config: DiscoveryConfig, vector: list[float] | N
     return registry.query(sql, [vector, *params])
 
 
-def _scored_version(registry: Registry, name: str) -> tuple[str | None, str | None, bool]:
-    """(version id, uri, weights here): the latest complete version with local weights, else
-    the latest complete version (a Hub reference or a missing folder)."""
+def _scored_version(
+    registry: Registry, name: str, exclude: Exclude | None = None
+) -> tuple[str | None, str | None, bool, str | None]:
+    """(version id, uri, weights here, why excluded): the latest complete version with local
+    weights that `exclude` does not rule out, else the latest one it rules out (with why),
+    else the latest complete version (a Hub reference or a missing folder)."""
     versions = registry.query(
         "SELECT version_id, uri FROM model_versions WHERE model_name = ? AND kind <> 'adapter' "
         "ORDER BY version DESC",
         [name],
     )
+    ruled_out = None
     for version in versions:
         if local_path(version["uri"]):
-            return version["version_id"], version["uri"], True
+            why = exclude(version["version_id"]) if exclude else None
+            if why is None:
+                return version["version_id"], version["uri"], True, None
+            ruled_out = ruled_out or (version["version_id"], version["uri"], True, why)
+    if ruled_out:
+        return ruled_out
     if versions:
-        return versions[0]["version_id"], versions[0]["uri"], False
-    return None, None, False
+        return versions[0]["version_id"], versions[0]["uri"], False, None
+    return None, None, False, None
 
 
 def not_runnable_reason(uri: str | None) -> str:
@@ -150,30 +175,40 @@ def not_runnable_reason(uri: str | None) -> str:
     return f"weights folder {uri} is not on this machine"
 
 
-def build_shortlist(registry: Registry, config: DiscoveryConfig) -> list[Candidate]:
+def build_shortlist(
+    registry: Registry, config: DiscoveryConfig, exclude: Exclude | None = None
+) -> list[Candidate]:
     """The candidates to score (and, with reasons, those that cannot run here).
 
     With runnable_here the shortlist holds the best `shortlist` models that run here, plus the
     best `shortlist` matches that cannot (listed with the reason, not scored). Without it, the best
     `shortlist` models whatever their weights; those that cannot be loaded say why.
+    `exclude(version_id)` says why a version must not be scored (e.g. it was fine-tuned on the
+    examples discovery scores with): such models take no place among the scored ones and are
+    listed (as many as are scored at most) with that reason.
     """
     vector = embed_texts([config.query])[0] if config.query else None
     with registry.connect():
-        rows = _ranked(registry, config, vector)
-        candidates = []
-        for row in rows:
-            version_id, uri, runnable = _scored_version(registry, row["name"])
-            candidates.append(
-                Candidate(row["name"], row, version_id, uri, row.get("similarity"), runnable)
+        ranked = []
+        for row in _ranked(registry, config, vector):
+            version_id, uri, runnable, why = _scored_version(registry, row["name"], exclude)
+            candidate = Candidate(
+                row["name"], row, version_id, uri, row.get("similarity"), runnable
             )
-        if not candidates or (config.runnable_here and not any(c.runnable for c in candidates)):
+            if why:
+                candidate.reason, candidate.status = why, why.split(":", 1)[0]
+            ranked.append(candidate)
+        if not ranked or (config.runnable_here and not any(c.runnable for c in ranked)):
             raise explain_no_match(registry, config)
+    excluded = [c for c in ranked if c.reason][: config.shortlist]
+    candidates = [c for c in ranked if not c.reason]
     if not config.runnable_here:
         chosen = candidates[: config.shortlist]
         for candidate in chosen:
             reason = "" if candidate.runnable else not_runnable_reason(candidate.uri)
             candidate.reason = f"not runnable here: {reason}" if reason else None
-        return chosen
+        listed = {id(c) for c in chosen + excluded}
+        return [c for c in ranked if id(c) in listed]
     runnable = [c for c in candidates if c.runnable][: config.shortlist]
     # The best matches that cannot run here are listed with the reason (as many as are
     # scored at most), so a better match is never dropped without a word.
@@ -182,5 +217,5 @@ def build_shortlist(registry: Registry, config: DiscoveryConfig) -> list[Candida
         candidate.reason = "not runnable here: " + (
             not_runnable_reason(candidate.uri) or "no local weights (runnable_here=True)"
         )
-    listed = {id(c) for c in runnable + skipped}
-    return [c for c in candidates if id(c) in listed]
+    listed = {id(c) for c in runnable + skipped + excluded}
+    return [c for c in ranked if id(c) in listed]
