@@ -274,7 +274,7 @@ def lineage_models(registry: Registry, version: VersionRecord) -> list[dict]:
 
 def allows_commercial_use(model: dict) -> bool | None:
     """The model's recorded answer, else what its licence id says (None: unknown)."""
-    from transferlab.catalog.local import commercial_use_for_license
+    from transferlab.catalog.licenses import commercial_use_for_license
 
     if model.get("commercial_use") is not None:
         return bool(model["commercial_use"])
