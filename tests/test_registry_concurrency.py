@@ -92,3 +92,43 @@ def test_a_lock_held_past_the_bounded_wait_names_the_holder(tmp_path):
     assert f"PID {holder.pid}" in caught.value.problem
     assert "TRANSFERLAB_LOCK_TIMEOUT" in caught.value.fix
     assert Registry(path).runs() == []
+
+
+HOG = textwrap.dedent(
+    """
+    import sys, time
+    from transferlab import Registry
+    registry = Registry(sys.argv[1])
+    registry.schema_version()
+    end = time.monotonic() + float(sys.argv[2])
+    print("hogging", flush=True)
+    while time.monotonic() < end:  # takes the registry back the moment it lets go
+        with registry.connect() as con:
+            con.execute("SELECT 1").fetchall()
+            time.sleep(0.03)
+    """
+)
+
+
+def test_a_waiter_is_served_while_another_process_takes_the_registry_back_to_back(tmp_path):
+    """Polling with back-off missed the microsecond gaps between a busy process's calls and
+    waited until that process stopped; a queued waiter gets the next turn."""
+    path = tmp_path / "reg.duckdb"
+    Registry(path).schema_version()
+    hog = subprocess.Popen(
+        [sys.executable, "-c", HOG, str(path), "8"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert hog.stdout.readline().strip() == "hogging"
+        time.sleep(0.3)
+        waits = []
+        for _ in range(3):
+            started = time.monotonic()
+            Registry(path, lock_timeout_s=30).start_run("finetune")
+            waits.append(time.monotonic() - started)
+        still_hogging = hog.poll() is None
+    finally:
+        hog.kill()
+        hog.wait()
+    assert still_hogging
+    assert max(waits) < 2.0, waits
