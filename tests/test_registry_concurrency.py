@@ -132,3 +132,38 @@ def test_a_waiter_is_served_while_another_process_takes_the_registry_back_to_bac
         hog.wait()
     assert still_hogging
     assert max(waits) < 2.0, waits
+
+
+READER = textwrap.dedent(
+    """
+    import sys, time
+    from transferlab import Registry
+    registry = Registry(sys.argv[1])
+    with registry.connect(read_only=True) as con:
+        con.execute("SELECT count(*) FROM runs").fetchall()
+        print("reading", flush=True)
+        time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def test_readers_share_the_registry_and_a_writer_waits_for_them(tmp_path):
+    path = tmp_path / "reg.duckdb"
+    run_id = Registry(path).start_run("finetune")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(path), "3"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        started = time.monotonic()
+        assert Registry(path, lock_timeout_s=30).get_run(run_id)["status"] == "running"
+        assert [r["run_id"] for r in Registry(path).runs()] == [run_id]
+        read_s = time.monotonic() - started
+        Registry(path, lock_timeout_s=30).finish_run(run_id, "succeeded")
+        write_s = time.monotonic() - started
+    finally:
+        reader.kill()
+        reader.wait()
+    assert read_s < 1.5  # alongside the other reader
+    assert write_s >= 1.5  # after it
+    assert Registry(path).get_run(run_id)["status"] == "succeeded"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from transferlab.errors import TransferlabError
 
@@ -41,6 +44,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a job scheduler) where Ctrl-C has no handler to hand it to."""
+
+
+_sigterm = {"received": False}
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM does what Ctrl-C does: it calls the SIGINT handler of the moment (Python's,
+    which raises KeyboardInterrupt, or the runner's, which also stops the kernel at once), so
+    that the run is recorded as interrupted."""
+    _sigterm["received"] = True
+    on_interrupt = signal.getsignal(signal.SIGINT)
+    if callable(on_interrupt):
+        on_interrupt(signal.SIGINT, frame)
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM interrupts like Ctrl-C while a command runs (main thread only); the previous
+    handler comes back afterwards, so calling main() in-process changes nothing for good."""
+    _sigterm["received"] = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.registry = getattr(args, "registry", None)
     args.json = getattr(args, "json", False)
     try:
-        return args.handler(args) or 0
+        with _sigterm_as_interrupt():
+            return args.handler(args) or 0
     except TransferlabError as error:
         print(f"error: {error.problem}", file=sys.stderr)
         if error.fix:
@@ -57,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `transferlab ... | head` closed the pipe: nothing to report
         return 0
     except KeyboardInterrupt:
+        if _sigterm["received"]:
+            print("terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("interrupted", file=sys.stderr)
         return 130
 

@@ -6,16 +6,11 @@ so that parallel runs can share the file (see connection.py).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import platform
-import secrets
-import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +20,24 @@ import pandas as pd
 from transferlab.config import current_actor, resolve_registry_path
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.connection import connection, lock_timeout_from_env, transaction
-from transferlab.registry.migrate import migrate
+from transferlab.registry.files import (
+    check_registry_path,
+    create_folder,
+    registry_exists,
+    write_refusal,
+)
+from transferlab.registry.migrate import migrate, migration_needed
 from transferlab.registry.records import (
-    RUN_STATUSES,
     SOURCES,
     VERSION_KINDS,
     ModelRecord,
     VersionRecord,
 )
 from transferlab.registry.refs import VersionRef, parse_version_ref, validate_name
+from transferlab.registry.rows import dict_rows, to_json, utc_now
+from transferlab.registry.runs import RunsMixin, gone_runs, new_run_id, package_versions
+
+__all__ = ["Registry", "new_run_id", "package_versions", "record_hash", "require_registry_file"]
 
 _MODEL_COLUMNS = (
     "name",
@@ -65,48 +69,6 @@ _RESULT_COLUMNS = (
     "n_train",
     "seed",
 )
-_JSON_COLUMNS = {
-    "requested",
-    "finetune",
-    "parameters_json",
-    "label_names",
-    "metadata",
-    "package_versions",
-    "metrics",
-    "details",
-}
-TRACKED_PACKAGES = (
-    "transferlab",
-    "torch",
-    "transformers",
-    "peft",
-    "datasets",
-    "duckdb",
-    "papermill",
-    "scikit-learn",
-    "numpy",
-)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
-    cursor = con.execute(sql, list(params))
-    names = [column[0] for column in cursor.description]
-    rows = []
-    for values in cursor.fetchall():
-        row = dict(zip(names, values, strict=True))
-        for key in _JSON_COLUMNS & row.keys():
-            if isinstance(row[key], str):
-                row[key] = json.loads(row[key])
-        rows.append(row)
-    return rows
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
 def record_hash(record: ModelRecord) -> str:
@@ -114,24 +76,7 @@ def record_hash(record: ModelRecord) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-@functools.cache
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
-
-
-def new_run_id(kind: str) -> str:
-    return f"{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-class Registry:
+class Registry(RunsMixin):
     """The transferlab model registry stored in one DuckDB file (created on first use)."""
 
     def __init__(
@@ -146,7 +91,7 @@ class Registry:
             lock_timeout_s if lock_timeout_s is not None else lock_timeout_from_env()
         )
         self.actor = actor or current_actor()
-        self._schema_checked = False
+        self._ready = False
 
     def __repr__(self) -> str:
         return f"Registry({str(self.path)!r})"
@@ -154,15 +99,45 @@ class Registry:
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection with the schema up to date. Hold it briefly."""
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with connection(self.path, self.lock_timeout_s) as con:
-            if not self._schema_checked:
-                migrate(con, str(self.path))
-                self._schema_checked = True
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection with the schema up to date. Hold it briefly.
+
+        `read_only` attaches the file READ_ONLY under a shared lock: other processes may read
+        at the same time, and it works on a registry this process may not write.
+        """
+        if not self._ready:
+            self._prepare()
+        with connection(self.path, self.lock_timeout_s, read_only=read_only) as con:
             yield con
+
+    def _prepare(self) -> None:
+        """Once per Registry, before its first operation: refuse a path that is no registry,
+        bring the schema up to date, and mark the runs of this host whose process is gone as
+        interrupted. A registry that needs neither is only read (shared, READ_ONLY)."""
+        check_registry_path(self.path)
+        if self.path.exists():
+            with connection(self.path, self.lock_timeout_s, read_only=True) as con:
+                behind = migration_needed(con, str(self.path))
+                gone = [] if behind else gone_runs(con)  # schema 3 records processes
+            if not behind and not gone:
+                self._ready = True
+                return
+            refusal = write_refusal(self.path)
+            if refusal is not None:
+                if behind:
+                    raise RegistryError(
+                        f"{refusal.problem} Its schema is older than this transferlab's and "
+                        "must be upgraded, which writes.",
+                        refusal.fix,
+                    )
+                self._ready = True  # dead runs stay `running` where we may not write
+                return
+        else:
+            create_folder(self.path)
+        with connection(self.path, self.lock_timeout_s) as con:
+            migrate(con, str(self.path))
+            self._interrupt(con, gone_runs(con))
+        self._ready = True
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -170,12 +145,13 @@ class Registry:
             yield con
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
-        """Read-only escape hatch for notebooks: parameterized SQL, rows as dicts."""
-        with self.connect() as con:
-            return _rows(con, sql, params)
+        """Read-only escape hatch for notebooks: parameterized SQL, rows as dicts. Inside a
+        `connect()` block it uses that connection; alone it reads under a shared lock."""
+        with self.connect(read_only=True) as con:
+            return dict_rows(con, sql, params)
 
     def schema_version(self) -> int:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
 
     # -- models -----------------------------------------------------------------------------
@@ -239,12 +215,12 @@ class Registry:
     @staticmethod
     def _model_values(record: ModelRecord) -> list[Any]:
         data = record.to_dict()
-        data["finetune"] = _json(data["finetune"] or {})
+        data["finetune"] = to_json(data["finetune"] or {})
         return [data[column] for column in _MODEL_COLUMNS]
 
     def get_model(self, name: str) -> dict:
-        with self.connect() as con:
-            rows = _rows(con, "SELECT * FROM models WHERE name = ?", [name])
+        with self.connect(read_only=True) as con:
+            rows = dict_rows(con, "SELECT * FROM models WHERE name = ?", [name])
             if not rows:
                 raise NotFoundError(
                     f"No model named {name!r} in the registry {self.path}.",
@@ -253,7 +229,7 @@ class Registry:
             return rows[0]
 
     def model_names(self) -> list[str]:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return [r[0] for r in con.execute("SELECT name FROM models ORDER BY name").fetchall()]
 
     def _suggest(self, con: duckdb.DuckDBPyConnection, name: str) -> str:
@@ -319,18 +295,18 @@ class Registry:
                 uri,
                 parent_version_id,
                 run_id,
-                _json(label_names),
-                _json(metadata or {}),
+                to_json(label_names),
+                to_json(metadata or {}),
             ],
         )
         return self._version_from_row(
-            _rows(con, "SELECT * FROM model_versions WHERE version_id = ?", [version_id])[0]
+            dict_rows(con, "SELECT * FROM model_versions WHERE version_id = ?", [version_id])[0]
         )
 
     def ensure_version(self, model_name: str, kind: str, uri: str, **fields: Any) -> VersionRecord:
         """The model's version at `uri`, registering it when it is not there yet."""
         with self.transaction() as con:
-            rows = _rows(
+            rows = dict_rows(
                 con,
                 "SELECT * FROM model_versions WHERE model_name = ? AND uri = ? AND kind = ? "
                 "ORDER BY version DESC LIMIT 1",
@@ -358,7 +334,7 @@ class Registry:
     def resolve(self, ref: str | VersionRef) -> VersionRecord:
         """The version a user means by `name` (latest), `name:N` or `name@alias`."""
         parsed = parse_version_ref(ref) if isinstance(ref, str) else ref
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             if not con.execute(
                 "SELECT 1 FROM models WHERE name = ?", [parsed.model_name]
             ).fetchall():
@@ -367,52 +343,63 @@ class Registry:
                     self._suggest(con, parsed.model_name),
                 )
             if parsed.alias is not None:
-                rows = _rows(
+                rows = dict_rows(
                     con,
                     "SELECT v.* FROM aliases a JOIN model_versions v USING (version_id) "
                     "WHERE a.model_name = ? AND a.alias = ?",
                     [parsed.model_name, parsed.alias],
                 )
             elif parsed.version is not None:
-                rows = _rows(
+                rows = dict_rows(
                     con,
                     "SELECT * FROM model_versions WHERE model_name = ? AND version = ?",
                     [parsed.model_name, parsed.version],
                 )
             else:
-                rows = _rows(
+                rows = dict_rows(
                     con,
                     "SELECT * FROM model_versions WHERE model_name = ? "
                     "ORDER BY version DESC LIMIT 1",
                     [parsed.model_name],
                 )
             if not rows:
-                known = [
-                    f"{parsed.model_name}:{r[0]}"
-                    for r in con.execute(
-                        "SELECT version FROM model_versions WHERE model_name = ? ORDER BY 1",
-                        [parsed.model_name],
-                    ).fetchall()
-                ]
-                aliases = [
-                    f"{parsed.model_name}@{r[0]}"
-                    for r in con.execute(
-                        "SELECT alias FROM aliases WHERE model_name = ? ORDER BY 1",
-                        [parsed.model_name],
-                    ).fetchall()
-                ]
-                raise NotFoundError(
-                    f"{parsed} does not name a version in the registry {self.path}.",
-                    "Known versions: "
-                    + (", ".join(known + aliases) or "none yet")
-                    + ". Import weights with `transferlab import local DIR --name "
-                    f"{parsed.model_name}`.",
-                )
+                raise self._no_such_version(con, parsed)
             return self._version_from_row(rows[0])
 
+    def _no_such_version(self, con: duckdb.DuckDBPyConnection, parsed: VersionRef) -> NotFoundError:
+        name = parsed.model_name
+        versions = [
+            f"{name}:{r[0]}"
+            for r in con.execute(
+                "SELECT version FROM model_versions WHERE model_name = ? ORDER BY 1", [name]
+            ).fetchall()
+        ]
+        aliases = [
+            f"{name}@{r[0]}"
+            for r in con.execute(
+                "SELECT alias FROM aliases WHERE model_name = ? ORDER BY 1", [name]
+            ).fetchall()
+        ]
+        if parsed.alias is not None:
+            missing = f"{name} has no alias {parsed.alias!r}"
+        elif parsed.version is not None:
+            missing = f"{name} has no version {parsed.version}"
+        else:
+            missing = f"{name} has no version yet"
+        if not versions:
+            return NotFoundError(
+                f"{parsed} does not name a version in the registry {self.path}: {missing}.",
+                "Register weights with `transferlab import local DIR --name "
+                f"{name}` (or import it from its hub).",
+            )
+        return NotFoundError(
+            f"{parsed} does not name a version in the registry {self.path}: {missing}.",
+            f"Its versions: {', '.join(versions)}; its aliases: {', '.join(aliases) or 'none'}.",
+        )
+
     def versions(self, model_name: str) -> list[VersionRecord]:
-        with self.connect() as con:
-            rows = _rows(
+        with self.connect(read_only=True) as con:
+            rows = dict_rows(
                 con,
                 "SELECT * FROM model_versions WHERE model_name = ? ORDER BY version",
                 [model_name],
@@ -422,9 +409,9 @@ class Registry:
     def lineage(self, ref: str) -> list[VersionRecord]:
         """The version and its ancestors, newest first (adapter -> base)."""
         chain = [self.resolve(ref)]
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             while chain[-1].parent_version_id:
-                rows = _rows(
+                rows = dict_rows(
                     con,
                     "SELECT * FROM model_versions WHERE version_id = ?",
                     [chain[-1].parent_version_id],
@@ -472,7 +459,7 @@ class Registry:
                     version.version_id,
                     reason,
                     forced,
-                    _json(details or {}),
+                    to_json(details or {}),
                 ],
             )
         return {
@@ -489,6 +476,11 @@ class Registry:
                 [model_name, alias],
             ).fetchall()
             if not previous:
+                if not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall():
+                    raise NotFoundError(
+                        f"No model named {model_name!r} in the registry {self.path}.",
+                        self._suggest(con, model_name),
+                    )
                 raise NotFoundError(
                     f"{model_name}@{alias} is not set.",
                     f"See the aliases with `transferlab show {model_name}`.",
@@ -503,246 +495,31 @@ class Registry:
             )
 
     def aliases(self, model_name: str | None = None) -> list[dict]:
-        sql = "SELECT model_name, alias, version_id, updated_at FROM aliases"
-        params: list[Any] = []
-        if model_name:
-            sql += " WHERE model_name = ?"
-            params.append(model_name)
-        return self.query(sql + " ORDER BY model_name, alias", params)
+        """The aliases of one model (which must exist), or of every model."""
+        return self._of_model(
+            "SELECT model_name, alias, version_id, updated_at FROM aliases",
+            model_name,
+            "model_name, alias",
+        )
 
     def history(self, model_name: str | None = None) -> list[dict]:
-        sql = "SELECT * FROM audit_log"
-        params: list[Any] = []
-        if model_name:
-            sql += " WHERE model_name = ?"
-            params.append(model_name)
-        return self.query(sql + " ORDER BY event_id", params)
+        """The audit log of one model (which must exist), or of every model, oldest first."""
+        return self._of_model("SELECT * FROM audit_log", model_name, "event_id")
 
-    # -- runs -------------------------------------------------------------------------------
-
-    def start_run(
-        self,
-        kind: str,
-        *,
-        template: str | None = None,
-        parameters: dict | None = None,
-        data_fingerprint: str | None = None,
-        output_notebook: str | None = None,
-        sweep_id: str | None = None,
-        run_id: str | None = None,
-    ) -> str:
-        run_id = run_id or new_run_id(kind)
-        with self.connect() as con:
-            con.execute(
-                "INSERT INTO runs (run_id, kind, template, requested, parameters, status, "
-                "started_at, output_notebook, data_fingerprint, package_versions, sweep_id, host, "
-                "pid) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    run_id,
-                    kind,
-                    template,
-                    _json(parameters or {}),
-                    _json(parameters or {}),
-                    _now(),
-                    output_notebook,
-                    data_fingerprint,
-                    _json(package_versions()),
-                    sweep_id,
-                    socket.gethostname(),
-                    os.getpid(),
-                ],
-            )
-        return run_id
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Change a running run's parameters, fingerprint, metrics or notebook path."""
-        allowed = {"parameters", "data_fingerprint", "metrics", "output_notebook", "template"}
-        unknown = set(fields) - allowed
-        if unknown:
-            raise TransferlabError(
-                f"Cannot update run field(s) {sorted(unknown)}.", f"Use {sorted(allowed)}."
-            )
-        if not fields:
-            return
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        values = [
-            _json(v) if name in ("parameters", "metrics") else v for name, v in fields.items()
-        ]
-        with self.connect() as con:
-            self._require_run(con, run_id)
-            con.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*values, run_id])
-
-    def finish_run(
-        self,
-        run_id: str,
-        status: str,
-        *,
-        error: str | None = None,
-        metrics: dict | None = None,
-        output_notebook: str | None = None,
-    ) -> None:
-        if status not in RUN_STATUSES or status == "running":
-            raise TransferlabError(
-                f"Cannot finish a run as {status!r}.", "Use succeeded, failed or interrupted."
-            )
-        with self.connect() as con:
-            self._require_run(con, run_id)
-            con.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = coalesce(?, error), "
-                "metrics = coalesce(?, metrics), output_notebook = coalesce(?, output_notebook) "
-                "WHERE run_id = ?",
-                [status, _now(), error, _json(metrics), output_notebook, run_id],
-            )
-
-    def _require_run(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-        if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
-            raise NotFoundError(
-                f"No run {run_id!r} in the registry {self.path}.",
-                "List runs with `transferlab runs`.",
-            )
-
-    def get_run(self, run_id: str) -> dict:
-        with self.connect() as con:
-            self._require_run(con, run_id)
-            row = _rows(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
-        row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
-        return row
-
-    def runs(
-        self,
-        *,
-        kind: str | None = None,
-        status: str | None = None,
-        sweep_id: str | None = None,
-        limit: int = 1000,
-    ) -> list[dict]:
-        clauses, params = [], []
-        for column, value in (("kind", kind), ("status", status), ("sweep_id", sweep_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.query(
-            f"SELECT * FROM runs{where} ORDER BY started_at DESC LIMIT ?", [*params, limit]
-        )
-        for row in rows:
-            row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
-        return rows
-
-    # -- sweeps -----------------------------------------------------------------------------
-
-    def start_sweep(
-        self,
-        name: str,
-        *,
-        spec: dict | None = None,
-        file_path: str | None = None,
-        template: str | None = None,
-        workers: int | None = None,
-        sweep_id: str | None = None,
-    ) -> str:
-        """Record a sweep (one invocation of `transferlab sweep`) as running."""
-        sweep_id = sweep_id or new_run_id("sweep")
-        with self.connect() as con:
-            con.execute(
-                "INSERT INTO sweeps (sweep_id, name, template, spec, file_path, status, "
-                "created_at, workers, host, pid) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                [
-                    sweep_id,
-                    name,
-                    template,
-                    _json(spec or {}),
-                    file_path,
-                    _now(),
-                    workers,
-                    socket.gethostname(),
-                    os.getpid(),
-                ],
-            )
-        return sweep_id
-
-    def add_sweep_run(
-        self, sweep_id: str, run_key: str, run_id: str, *, reused: bool = False
-    ) -> None:
-        """Link a planned run (its stable key) of a sweep to the run that holds its result."""
-        with self.connect() as con:
-            con.execute(
-                "INSERT OR REPLACE INTO sweep_runs (sweep_id, run_key, run_id, reused) "
-                "VALUES (?, ?, ?, ?)",
-                [sweep_id, run_key, run_id, reused],
-            )
-
-    def finish_sweep(self, sweep_id: str, status: str, *, summary: dict | None = None) -> None:
-        if status not in RUN_STATUSES or status == "running":
-            raise TransferlabError(
-                f"Cannot finish a sweep as {status!r}.", "Use succeeded, failed or interrupted."
-            )
-        with self.connect() as con:
-            self._require_sweep_id(con, sweep_id)
-            con.execute(
-                "UPDATE sweeps SET status = ?, finished_at = ?, summary = coalesce(?, summary) "
-                "WHERE sweep_id = ?",
-                [status, _now(), _json(summary), sweep_id],
-            )
-
-    def _require_sweep_id(self, con: duckdb.DuckDBPyConnection, sweep_id: str) -> None:
-        if not con.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchall():
-            raise NotFoundError(
-                f"No sweep {sweep_id!r} in the registry {self.path}.",
-                "Run one with `transferlab sweep SWEEP.yaml`.",
-            )
-
-    def sweeps(self, name: str | None = None) -> list[dict]:
-        """Sweeps, newest first (all of them, or those with this name)."""
-        sql = "SELECT * FROM sweeps"
-        params: list[Any] = []
-        if name is not None:
-            sql += " WHERE name = ?"
-            params.append(name)
-        rows = self.query(sql + " ORDER BY created_at DESC, sweep_id DESC", params)
-        for row in rows:
-            for key in ("spec", "summary"):
-                if isinstance(row[key], str):
-                    row[key] = json.loads(row[key])
-        return rows
-
-    def latest_sweep(self, name: str) -> dict | None:
-        """The newest sweep called `name`, or None."""
-        rows = self.sweeps(name)
-        return rows[0] if rows else None
-
-    def get_sweep(self, sweep_id_or_name: str) -> dict:
-        """A sweep by id, else the newest sweep with that name."""
-        rows = [row for row in self.sweeps() if row["sweep_id"] == sweep_id_or_name]
-        if not rows:
-            latest = self.latest_sweep(sweep_id_or_name)
-            rows = [latest] if latest else []
-        if not rows:
-            known = sorted({row["name"] for row in self.sweeps()})
-            raise NotFoundError(
-                f"No sweep with id or name {sweep_id_or_name!r} in the registry {self.path}.",
-                "Known sweeps: "
-                + (", ".join(known) or "none yet")
-                + ". Run one with `transferlab sweep SWEEP.yaml`.",
-            )
-        return rows[0]
-
-    def sweep_runs(self, sweep_id_or_name: str) -> list[dict]:
-        """The runs of a sweep (by id, or its newest invocation by name), one per planned run.
-
-        Each row is a `runs` row (parameters and requested as dicts) plus `run_key` and
-        `reused` (an earlier succeeded run the sweep took instead of running again). Planned
-        runs that never started have no row.
-        """
-        sweep = self.get_sweep(sweep_id_or_name)
-        rows = self.query(
-            "SELECT r.*, s.run_key, s.reused FROM sweep_runs s JOIN runs r USING (run_id) "
-            "WHERE s.sweep_id = ? ORDER BY r.started_at, s.run_key",
-            [sweep["sweep_id"]],
-        )
-        for row in rows:
-            row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else {}
-        return rows
+    def _of_model(self, sql: str, model_name: str | None, order: str) -> list[dict]:
+        with self.connect(read_only=True) as con:
+            if model_name is None:
+                return dict_rows(con, f"{sql} ORDER BY {order}")
+            found = dict_rows(con, f"{sql} WHERE model_name = ? ORDER BY {order}", [model_name])
+            if (
+                not found
+                and not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall()
+            ):
+                raise NotFoundError(
+                    f"No model named {model_name!r} in the registry {self.path}.",
+                    self._suggest(con, model_name),
+                )
+            return found
 
     # -- results ----------------------------------------------------------------------------
 
@@ -829,10 +606,10 @@ class Registry:
                 + ", ?)",
                 [
                     version_id,
-                    _now(),
+                    utc_now(),
                     profile.get("device", "cpu"),
                     *[profile.get(k) for k in known],
-                    _json(details),
+                    to_json(details),
                 ],
             )
 
@@ -844,7 +621,7 @@ class Registry:
     # -- embeddings for semantic search -----------------------------------------------------
 
     def embedding_hashes(self) -> dict[str, str]:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return dict(con.execute("SELECT name, text_hash FROM model_embeddings").fetchall())
 
     def save_embeddings(self, embedder: str, rows: Iterable[tuple[str, str, list[float]]]) -> int:
@@ -873,7 +650,7 @@ class Registry:
 def require_registry_file(path: str | os.PathLike[str] | None) -> Path:
     """For read commands: the registry must already exist (init creates it)."""
     resolved = resolve_registry_path(path)
-    if not resolved.exists():
+    if not registry_exists(resolved):
         raise RegistryError(
             f"No registry at {resolved}.",
             "Create it with `transferlab init` (or point --registry / TRANSFERLAB_REGISTRY "

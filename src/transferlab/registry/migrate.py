@@ -37,8 +37,19 @@ def current_schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
 
 
-def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
-    """Bring the schema up to date; refuse a registry written by a newer transferlab."""
+def _user_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_catalog = current_database() ORDER BY 1"
+        ).fetchall()
+    ]
+
+
+def migration_needed(con: duckdb.DuckDBPyConnection, path: str) -> bool:
+    """Whether the schema is behind this transferlab; refuses a registry written by a newer
+    transferlab and a DuckDB database that is no registry (reads only, changes nothing)."""
     current = current_schema_version(con)
     latest = latest_schema_version()
     if current > latest:
@@ -48,8 +59,25 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
             "Upgrade transferlab (pip install -U transferlab), or point --registry / "
             "TRANSFERLAB_REGISTRY at another file. The registry was not changed.",
         )
-    if current == latest:
-        return current
+    if current == 0:
+        tables = _user_tables(con)
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise RegistryError(
+                f"{path} is a DuckDB database but not a transferlab registry (it has tables "
+                f"{shown} and no schema_version).",
+                "Point --registry / TRANSFERLAB_REGISTRY at a registry file, or at a new file "
+                "to create one. The database was not changed.",
+            )
+    return current < latest
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """Bring the schema up to date; refuse a registry written by a newer transferlab."""
+    if not migration_needed(con, path):
+        return current_schema_version(con)
+    current = current_schema_version(con)
+    latest = latest_schema_version()
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(

@@ -1,0 +1,43 @@
+"""Rows out of and values into DuckDB: JSON columns decoded, timestamps in naive UTC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+JSON_COLUMNS = {
+    "requested",
+    "finetune",
+    "parameters_json",
+    "label_names",
+    "metadata",
+    "package_versions",
+    "metrics",
+    "details",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+    """The result of a parameterized query as dicts, JSON columns decoded."""
+    cursor = con.execute(sql, list(params))
+    names = [column[0] for column in cursor.description]
+    found = []
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        for key in JSON_COLUMNS & row.keys():
+            if isinstance(row[key], str):
+                row[key] = json.loads(row[key])
+        found.append(row)
+    return found
+
+
+def to_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
