@@ -9,6 +9,7 @@ from transferlab.cli.output import emit_json, format_table, human_size
 from transferlab.registry import Registry
 from transferlab.registry.api import require_registry_file
 from transferlab.registry.records import MODEL_DISPLAY_FIELDS, PROFILE_DISPLAY_FIELDS
+from transferlab.registry.refs import parse_version_ref
 
 
 def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
@@ -92,8 +93,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    name = args.model.split("@")[0].split(":")[0]
+    ref = parse_version_ref(args.model)
+    name = ref.model_name
     model = registry.get_model(name)
+    if ref.version is not None or ref.alias is not None:
+        registry.resolve(ref)  # name:N and name@alias must exist: show says which do
     versions = [asdict(v) for v in registry.versions(name)]
     aliases = registry.aliases(name)
     version_ids = [v["version_id"] for v in versions]
@@ -204,12 +208,24 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    rows = _registry(args).runs(kind=args.kind, status=args.status, limit=args.limit)
+    registry = _registry(args)
+    rows = registry.runs(kind=args.kind, status=args.status, limit=args.limit)
     if args.json:
         emit_json(rows)
         return 0
     columns = ["run_id", "kind", "status", "started_at", "finished_at", "output_notebook", "error"]
-    print(format_table(rows, columns, max_width=50) if rows else "no runs recorded")
+    if rows:
+        print(format_table(rows, columns, max_width=50))
+    elif args.kind or args.status:
+        kinds = registry.run_kinds()
+        asked = ", ".join(
+            f"{key} {value!r}"
+            for key, value in (("kind", args.kind), ("status", args.status))
+            if value
+        )
+        print(f"no runs with {asked}; kinds recorded: {', '.join(kinds) or 'none'}")
+    else:
+        print("no runs recorded")
     return 0
 
 

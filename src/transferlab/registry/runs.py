@@ -305,6 +305,10 @@ class RunsMixin:
         self.interrupt_gone_runs()
         return [_decoded(row) for row in self.query(sql, [*params, limit])]
 
+    def run_kinds(self) -> list[str]:
+        """The kinds of run recorded (finetune, benchmark, discover, ...), sorted."""
+        return [r["kind"] for r in self.query("SELECT DISTINCT kind FROM runs ORDER BY kind")]
+
     # -- sweeps -----------------------------------------------------------------------------
 
     def start_sweep(
