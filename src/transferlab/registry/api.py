@@ -19,6 +19,7 @@ import pandas as pd
 
 from transferlab.config import current_actor, resolve_registry_path
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
+from transferlab.registry.aliases import AliasesMixin
 from transferlab.registry.connection import connection, lock_timeout_from_env, transaction
 from transferlab.registry.files import (
     check_registry_path,
@@ -76,7 +77,7 @@ def record_hash(record: ModelRecord) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class Registry(RunsMixin):
+class Registry(AliasesMixin, RunsMixin):
     """The transferlab model registry stored in one DuckDB file (created on first use)."""
 
     def __init__(
@@ -420,106 +421,6 @@ class Registry(RunsMixin):
                     break
                 chain.append(self._version_from_row(rows[0]))
         return chain
-
-    # -- aliases and audit ------------------------------------------------------------------
-
-    def set_alias(
-        self,
-        ref: str,
-        alias: str,
-        *,
-        reason: str | None = None,
-        action: str = "alias.set",
-        forced: bool = False,
-        details: dict | None = None,
-    ) -> dict:
-        """Point `alias` of the version's model at that version, with an audit entry."""
-        validate_name(alias, "alias")
-        version = self.resolve(ref)
-        with self.transaction() as con:
-            previous = con.execute(
-                "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?",
-                [version.model_name, alias],
-            ).fetchall()
-            from_version = previous[0][0] if previous else None
-            con.execute(
-                "INSERT OR REPLACE INTO aliases (model_name, alias, version_id, updated_at) "
-                "VALUES (?, ?, ?, current_timestamp)",
-                [version.model_name, alias, version.version_id],
-            )
-            con.execute(
-                "INSERT INTO audit_log (actor, action, model_name, alias, from_version, "
-                "to_version, reason, forced, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    self.actor,
-                    action,
-                    version.model_name,
-                    alias,
-                    from_version,
-                    version.version_id,
-                    reason,
-                    forced,
-                    to_json(details or {}),
-                ],
-            )
-        return {
-            "model": version.model_name,
-            "alias": alias,
-            "from": from_version,
-            "to": version.version_id,
-        }
-
-    def remove_alias(self, model_name: str, alias: str, *, reason: str | None = None) -> None:
-        with self.transaction() as con:
-            previous = con.execute(
-                "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?",
-                [model_name, alias],
-            ).fetchall()
-            if not previous:
-                if not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall():
-                    raise NotFoundError(
-                        f"No model named {model_name!r} in the registry {self.path}.",
-                        self._suggest(con, model_name),
-                    )
-                raise NotFoundError(
-                    f"{model_name}@{alias} is not set.",
-                    f"See the aliases with `transferlab show {model_name}`.",
-                )
-            con.execute(
-                "DELETE FROM aliases WHERE model_name = ? AND alias = ?", [model_name, alias]
-            )
-            con.execute(
-                "INSERT INTO audit_log (actor, action, model_name, alias, from_version, reason) "
-                "VALUES (?, 'alias.remove', ?, ?, ?, ?)",
-                [self.actor, model_name, alias, previous[0][0], reason],
-            )
-
-    def aliases(self, model_name: str | None = None) -> list[dict]:
-        """The aliases of one model (which must exist), or of every model."""
-        return self._of_model(
-            "SELECT model_name, alias, version_id, updated_at FROM aliases",
-            model_name,
-            "model_name, alias",
-        )
-
-    def history(self, model_name: str | None = None) -> list[dict]:
-        """The audit log of one model (which must exist), or of every model, oldest first."""
-        return self._of_model("SELECT * FROM audit_log", model_name, "event_id")
-
-    def _of_model(self, sql: str, model_name: str | None, order: str) -> list[dict]:
-        with self.connect(read_only=True) as con:
-            if model_name is None:
-                return dict_rows(con, f"{sql} ORDER BY {order}")
-            found = dict_rows(con, f"{sql} WHERE model_name = ? ORDER BY {order}", [model_name])
-            if (
-                not found
-                and not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall()
-            ):
-                raise NotFoundError(
-                    f"No model named {model_name!r} in the registry {self.path}.",
-                    self._suggest(con, model_name),
-                )
-            return found
 
     # -- results ----------------------------------------------------------------------------
 

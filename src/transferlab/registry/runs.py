@@ -19,7 +19,7 @@ import secrets
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -119,11 +119,11 @@ class RunsMixin:
 
     path: Path
 
-    def connect(self, *, read_only: bool = False) -> AbstractContextManager:
-        raise NotImplementedError
+    if TYPE_CHECKING:
 
-    def query(self, sql: str, params: Any = ()) -> list[dict]:
-        raise NotImplementedError
+        def connect(self, *, read_only: bool = False) -> AbstractContextManager: ...
+
+        def query(self, sql: str, params: Any = ()) -> list[dict]: ...
 
     # -- runs -------------------------------------------------------------------------------
 
