@@ -19,14 +19,17 @@ from papermill.exceptions import PapermillExecutionError
 
 from transferlab.errors import TransferlabError
 from transferlab.kernels import LocalKernelManager
+from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_parameters: re-exported)
+    RUNNER_PARAMETERS,
+    signature,
+    template_parameters,
+)
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 
 TEMPLATE_NAMES = ("discover", "finetune", "benchmark", "curves")
 # Templates whose every run ends with an HTML report for stakeholders.
 REPORTED_TEMPLATES = ("benchmark", "curves")
-# Filled in by the runner, never by the user.
-RUNNER_PARAMETERS = ("run_id", "registry_path")
 
 
 def templates_dir() -> Path:
@@ -49,21 +52,9 @@ def template_path(name: str) -> Path:
     return candidate
 
 
-def template_parameters(path: Path) -> dict[str, dict]:
-    """The names, defaults and help of a template's `parameters` cell."""
-    return papermill.inspect_notebook(str(path))
-
-
 def check_parameters(path: Path, parameters: dict[str, Any]) -> None:
-    known = template_parameters(path)
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        raise TransferlabError(
-            f"Unknown parameter(s) {', '.join(unknown)} for template {path.stem}.",
-            "Its parameters are: "
-            + ", ".join(n for n in known if n not in RUNNER_PARAMETERS)
-            + ".",
-        )
+    """Refuse parameter names the template does not have."""
+    signature(path).check_names(parameters)
 
 
 def parse_cli_value(text: str) -> Any:
@@ -136,12 +127,18 @@ def run_template(
     progress_bar: bool = True,
     log_output: bool = False,
     raise_on_failure: bool = False,
+    paths_from: str | Path | None = None,
 ) -> RunOutcome:
-    """Execute a template with papermill and record the run from start to finish."""
+    """Execute a template with papermill and record the run from start to finish.
+
+    The parameters are checked (names, types, a finetune request's values) before the run is
+    recorded, and relative paths among them start at `paths_from` (default: the current
+    folder, not the output folder the kernel runs in); the run records them absolute.
+    """
     registry = registry or Registry()
     path = template_path(name)
-    parameters = dict(parameters or {})
-    check_parameters(path, parameters)
+    start = Path(paths_from) if paths_from is not None else Path.cwd()
+    parameters = signature(path).prepare(dict(parameters or {}), start)
     run_id = run_id or new_run_id(path.stem)
     folder = Path(output_dir) if output_dir else default_output_dir() / "runs"
     folder.mkdir(parents=True, exist_ok=True)

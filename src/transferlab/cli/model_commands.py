@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from transferlab.cli.output import emit_json, format_table
@@ -17,9 +18,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     texts = list(args.texts)
     if args.file:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
-        with stream:
-            texts += [line.rstrip("\n") for line in stream if line.strip()]
+        texts += _read_texts(args.file)
     if not texts:
         raise TransferlabError(
             "No text to classify.", "Give texts as arguments or --file FILE (one per line)."
@@ -35,6 +34,54 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ]
     print(format_table(rows, ["label", "score", "text"], max_width=80))
     return 0
+
+
+def _read_texts(file: str) -> list[str]:
+    """The non-blank lines of a file ('-': standard input)."""
+    if file == "-":
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        with open(file, encoding="utf-8") as stream:
+            return [line.rstrip("\n") for line in stream if line.strip()]
+    except FileNotFoundError as error:
+        raise TransferlabError(
+            f"No file {file} to read texts from.",
+            "Give a text file with one text per line (or '-' for standard input).",
+        ) from error
+    except IsADirectoryError as error:
+        raise TransferlabError(
+            f"{file} is a folder, not a text file.", "Give a file with one text per line."
+        ) from error
+    except UnicodeDecodeError as error:
+        raise TransferlabError(
+            f"{file} is not UTF-8 text ({error.reason} at byte {error.start}).",
+            "Save it as UTF-8 text, one text per line.",
+        ) from error
+    except OSError as error:
+        raise TransferlabError(
+            f"Cannot read {file}: {error.strerror}.", "Check the file and its permissions."
+        ) from error
+
+
+class _TextsParser(argparse.ArgumentParser):
+    """predict's parser: texts after an option count too (`predict VERSION --json "text"`).
+
+    argparse fills a positional list with the words before the first option only (none, after
+    VERSION) and calls the words after it unrecognized; here those words are texts as well.
+    """
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if hasattr(namespace, "texts") and extras and not any(_is_option(w) for w in extras):
+            namespace.texts = [*namespace.texts, *extras]
+            extras = []
+        return namespace, extras
+
+
+def _is_option(word: str) -> bool:
+    return word.startswith("-") and word != "-" and not word[1:2].isdigit()
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -56,6 +103,7 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         help="classify texts with a registered version",
         description="Load a version (base + adapter, or a merged/full model) and classify texts.",
     )
+    predict.__class__ = _TextsParser  # argparse builds sub-parsers itself
     predict.set_defaults(handler=cmd_predict)
     predict.add_argument("version", help="name, name:N or name@alias")
     predict.add_argument("texts", nargs="*", help="texts to classify")

@@ -423,3 +423,39 @@ def sensible_threads() -> int:
     except (OSError, ValueError):
         pass
     return max(1, min(limit, torch.get_num_threads()))
+
+
+def check_request(config: FinetuneConfig) -> None:
+    """Refuse what resolve_config would refuse on the face of a request, without the registry,
+    the data or any weights (a sweep's dry run, `transferlab run` before recording a run).
+
+    Settings left unset are judged at their per-method defaults; the catalog's values are
+    only known at resolution.
+    """
+    from types import SimpleNamespace
+
+    method = _check_method(config.method)
+    if method == "qlora":
+        _check_device(method)
+    _check_report_to(config.report_to)
+    _check_data_sources(config)
+    _check_numbers(config)
+    if config.name is not None:
+        validate_name(config.name, "name for the fine-tuned model")
+
+    def given(key: str, default: Any) -> Any:
+        value = getattr(config, key)
+        return default if value is None else value
+
+    _check_resolved_numbers(
+        SimpleNamespace(  # what resolution checks, with the defaults for what is unset
+            learning_rate=given("learning_rate", METHOD_LEARNING_RATES[method]),
+            epochs=given("epochs", GENERAL_DEFAULTS["epochs"]),
+            batch_size=given("batch_size", GENERAL_DEFAULTS["batch_size"]),
+            max_length=given("max_length", GENERAL_DEFAULTS["max_length"]),
+            uses_adapter=method in ADAPTER_METHODS,
+            lora_r=given("lora_r", GENERAL_DEFAULTS["lora_r"]),
+            lora_alpha=given("lora_alpha", GENERAL_DEFAULTS["lora_alpha"]),
+            lora_dropout=given("lora_dropout", GENERAL_DEFAULTS["lora_dropout"]),
+        )
+    )
