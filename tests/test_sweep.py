@@ -123,6 +123,66 @@ def test_bad_sweep_files_are_refused_before_any_run(tmp_path, run_cli, text, exp
     assert not registry.exists() or Registry(registry).runs() == []
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "grid:\n  methods: [lora, lorra]\n",
+            ["line 2", "grid.methods[1]", "Unknown fine-tuning method 'lorra'", "linear_probe"],
+        ),
+        (
+            "fixed:\n  max_steps: 2\n  n_per_class: 0\ngrid: {seeds: [0, 1]}\n",
+            ["line 3", "fixed.n_per_class", "Invalid n_per_class=0", ">= 1"],
+        ),
+        (
+            "grid:\n  seeds: [0]\n  n_per_class: [4,\n    -3]\n",
+            ["line 4", "grid.n_per_class[1]", "Invalid n_per_class=-3"],
+        ),
+        (
+            "fixed:\n  n_per_class: 4\nruns:\n  - {n_train: 10}\n",
+            ["line 4", "runs[0].n_train", "Both n_per_class=4 and n_train=10"],
+        ),
+        (
+            "fixed:\n  max_steps: ten\ngrid: {seeds: [0]}\n",
+            ["line 2", "fixed.max_steps", "max_steps='ten' is a text", "an int", "max_steps: 10"],
+        ),
+        (
+            "grid:\n  learning_rate: [0.001, true]\n",
+            ["line 2", "grid.learning_rate[1]", "is a bool", "a number"],
+        ),
+        (
+            "grid:\n  seeds: [0]\nruns:\n  - {method: full, learning_rate: -1}\n",
+            ["line 4", "runs[0].learning_rate", "Invalid learning_rate=-1"],
+        ),
+    ],
+)
+def test_a_dry_run_checks_every_runs_values_as_the_template_would(
+    tmp_path, run_cli, text, expected
+):
+    sweep = _write_yaml(tmp_path / "values.yaml", text)
+    registry = tmp_path / "registry.duckdb"
+    for extra in (["--dry-run"], []):  # a real sweep checks the same before it starts
+        code, out, err = run_cli("sweep", sweep, "--registry", registry, *extra)
+        assert code == 2, out + err
+        assert f"Sweep file {sweep}" in err
+        for part in expected:
+            assert part in err, (part, err)
+    assert not registry.exists() or Registry(registry).runs() == []
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_fewer_than_one_worker_is_refused(tmp_path, run_cli, workers):
+    sweep = _write_yaml(tmp_path / "ok.yaml", "grid: {seeds: [0, 1]}\n")
+    registry = tmp_path / "registry.duckdb"
+    for extra in (["--dry-run"], []):
+        code, out, err = run_cli(
+            "sweep", sweep, "--workers", workers, "--registry", registry, *extra
+        )
+        assert code == 2, out + err
+        assert f"error: --workers {workers}: a sweep needs at least one worker" in err
+    assert not registry.exists()
+
+
 # -- real runs: a tiny random BERT on tiny data ------------------------------------------------
 
 

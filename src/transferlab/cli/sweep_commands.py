@@ -17,7 +17,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_sweep,
         summary_json,
     )
+    from transferlab.sweeps.workers import check_workers
 
+    if args.workers is not None:
+        check_workers(args.workers)
     spec = load_sweep(args.sweep_file)
     registry = Registry(args.registry)
     if args.dry_run:

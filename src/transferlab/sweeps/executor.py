@@ -100,9 +100,8 @@ def run_sweep(
 ) -> SweepResult:
     """Run a sweep to the end (or until interrupted) and return its summary rows."""
     started = time.monotonic()
-    workers = workers or worker_setup.default_workers()
-    if workers < 1:
-        raise TransferlabError(f"Invalid --workers {workers}.", "Use 1 or more workers.")
+    workers = worker_setup.default_workers() if workers is None else workers
+    worker_setup.check_workers(workers)
     threads = worker_setup.threads_per_worker(workers)
     prepare_registry(spec, registry)
     interrupt_stale(registry, spec.name)
@@ -130,7 +129,10 @@ def run_sweep(
     try:
         with _stop_signals():
             notebook = str(spec.template_path)
-            _execute(todo, notebook, rows, registry, sweep_id, folder, workers, threads, bar)
+            paths_from = spec.path.parent if spec.path is not None else Path.cwd()
+            _execute(
+                todo, notebook, paths_from, rows, registry, sweep_id, folder, workers, threads, bar
+            )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -259,6 +261,7 @@ def _default_output_dir(name: str) -> Path:
 def _execute(
     todo: list[PlannedRun],
     notebook: str,
+    paths_from: Path,
     rows: dict[str, RunRow],
     registry: Registry,
     sweep_id: str,
@@ -286,6 +289,7 @@ def _execute(
                 execute_run,
                 notebook,
                 run.parameters,
+                str(paths_from),
                 str(registry.path),
                 str(folder),
                 sweep_id,
@@ -356,6 +360,7 @@ def _error_line(exc: BaseException) -> str:
 def execute_run(
     template: str,
     parameters: dict[str, Any],
+    paths_from: str,
     registry_path: str,
     output_dir: str,
     sweep_id: str,
@@ -377,6 +382,7 @@ def execute_run(
             run_id=run_id,
             sweep_id=sweep_id,
             progress_bar=False,
+            paths_from=paths_from,
         )
         if outcome.status == "failed" and worker_setup.stopping():
             # Stopped inside a registry call, DuckDB reports "Query interrupted": the run was

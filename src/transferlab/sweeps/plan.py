@@ -129,24 +129,12 @@ def finetune_data_fingerprint(parameters: dict[str, Any], registry: Registry) ->
     Builds the config as the template's first cell does and loads the data with the code the
     run itself uses (resolution, splitting, few-shot sampling); reads no weights.
     """
-    import ast
-    from dataclasses import fields
-
-    from transferlab.data import sample_data_path
     from transferlab.finetuning.config import FinetuneConfig, resolve_config
     from transferlab.finetuning.run import load_data
-    from transferlab.runner import template_parameters, template_path
+    from transferlab.parameters import finetune_settings, signature
+    from transferlab.runner import template_path
 
-    defaults = {}
-    for name, described in template_parameters(template_path("finetune")).items():
-        try:
-            defaults[name] = ast.literal_eval(described["default"])
-        except (ValueError, SyntaxError):
-            continue
-    known = {f.name for f in fields(FinetuneConfig)} - {"registry"}
-    settings = {k: v for k, v in {**defaults, **parameters}.items() if k in known}
-    if settings.get("data") is None and settings.get("train") is None:
-        settings["train"] = sample_data_path("train")
-        settings["test"] = sample_data_path("test")
+    defaults = signature(template_path("finetune")).defaults
+    settings = finetune_settings({**defaults, **parameters})
     config = FinetuneConfig(**settings, registry=registry.path)
     return load_data(resolve_config(config, registry)).fingerprint()

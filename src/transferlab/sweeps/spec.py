@@ -16,14 +16,18 @@ runs:                         # and/or an explicit list of parameter sets (over 
 Keys are the template's parameter names or the aliases `models` (base), `datasets` (data),
 `methods` (method), `seeds` (seed); `examples_per_class` is n_per_class. A list item that is a
 mapping sets several parameters together (a data set's `train` and `test` files, say).
-Relative data paths (`data`, `train`, `validation`, `test`) and relative model folders start
-at the sweep file's folder; `package:sample_data/...` names a file inside transferlab.
+Relative paths (`data`, `train`, `validation`, `test`, `output_dir`, a suite file, a model
+folder written ./name) start at the sweep file's folder; `package:sample_data/...` names a file
+inside transferlab.
 
-Everything is checked before any run starts, and errors name the file, the line and the key.
+Everything is checked before any run starts, and errors name the file, the line and the key:
+the names, each value's type as the template takes it, and each run's parameters together as
+the template would check them (a finetune run: method, sizes, ...; transferlab.parameters).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,9 +35,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from transferlab.data import HUB_PREFIX, SUFFIX_FORMATS
 from transferlab.errors import TransferlabError
-from transferlab.runner import RUNNER_PARAMETERS, template_parameters, template_path
+from transferlab.parameters import (
+    PATH_PARAMETERS,
+    ParameterError,
+    TemplateSignature,
+    describe_value,
+    resolve_path,
+    signature,
+)
+from transferlab.runner import template_path
 from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
@@ -52,7 +63,6 @@ DATA_PARAMETERS = ("data", "train", "validation", "test")
 # Parameters where 'all' means "no limit" (None in the template).
 ALL_MEANS_NONE = ("n_per_class", "n_train")
 PACKAGE_SCHEME = "package:"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$")
 
 
 class SweepError(TransferlabError):
@@ -118,8 +128,7 @@ def parse_sweep(
         notebook = template_path(template)
     except TransferlabError as exc:
         raise where.error("template", exc.problem, exc.fix or "a template name") from exc
-    known = [n for n in template_parameters(notebook) if n not in RUNNER_PARAMETERS]
-    checker = _Parameters(where, known, notebook.stem, path.parent if path else Path.cwd())
+    checker = _Parameters(where, signature(notebook), path.parent if path else Path.cwd())
 
     fixed_raw = document.get("fixed") or {}
     if not isinstance(fixed_raw, dict):
@@ -165,6 +174,7 @@ def parse_sweep(
         raise where.error(
             "fixed", f"{', '.join(overlap)} also varies in grid", "each parameter in one place"
         )
+    checker.check_runs(fixed, grid, runs)
     return SweepSpec(
         name=name,
         template=notebook.stem,
@@ -182,25 +192,32 @@ class _Where:
         self.path, self.lines = path, lines
 
     def error(self, key: str, problem: str, expected: str) -> SweepError:
+        return self.refused(key, f"{problem}.", f"Expected {expected}.")
+
+    def refused(self, key: str, problem: str, fix: str | None) -> SweepError:
         where = f"Sweep file {self.path}" if self.path is not None else "Sweep"
         line = closest_line(self.lines, key)
         if line is not None:
             where += f", line {line}"
-        return SweepError(f"{where}, key {key}: {problem}.", f"Expected {expected}.")
+        return SweepError(f"{where}, key {key}: {problem}", fix)
 
 
 class _Parameters:
-    """Checks names against the template's parameters, maps aliases, resolves paths."""
+    """Checks names and types against the template's, maps aliases, resolves paths; then
+    each run's parameters together. Remembers where each value came from (`origins`)."""
 
-    def __init__(self, where: _Where, known: list[str], template: str, folder: Path):
-        self.where, self.known, self.template, self.folder = where, known, template, folder
+    def __init__(self, where: _Where, template: TemplateSignature, folder: Path):
+        self.where, self.template, self.folder = where, template, folder
+        self.known = template.names
+        # a mapping's key path -> {parameter: the key path of its value}
+        self.origins: dict[str, dict[str, str]] = {}
 
     def name(self, key: str, at: str) -> str:
         target = ALIASES.get(key, key)
         if target not in self.known:
             raise self.where.error(
                 at,
-                f"unknown parameter {key!r} for template {self.template}",
+                f"unknown parameter {key!r} for template {self.template.template}",
                 f"one of its parameters: {', '.join(self.known)} (or the aliases "
                 f"{', '.join(sorted(ALIASES))})",
             )
@@ -208,12 +225,14 @@ class _Parameters:
 
     def parameters(self, raw: dict, at: str) -> dict[str, Any]:
         found: dict[str, Any] = {}
+        origins = self.origins.setdefault(at, {})
         for key, value in raw.items():
             key_at = f"{at}.{key}" if at else str(key)
             name = self.name(str(key), key_at)
             if name in found:
                 raise self.where.error(key_at, f"{name} is given twice (alias)", "it once")
             found[name] = self.value(name, value, key_at)
+            origins[name] = key_at
         return found
 
     def grid_values(self, key: str, values: Any) -> list[dict[str, Any]]:
@@ -234,6 +253,7 @@ class _Parameters:
             else:
                 name = self.name(key, at)
                 items.append({name: self.value(name, value, item_at)})
+                self.origins[item_at] = {name: item_at}
         shapes = {tuple(sorted(item)) for item in items}
         if len(shapes) > 1:
             raise self.where.error(
@@ -248,6 +268,14 @@ class _Parameters:
             raise self.where.error(at, f"got {_kind(value)}", f"a value for {name}")
         if name in ALL_MEANS_NONE and isinstance(value, str) and value.lower() == "all":
             return None
+        try:
+            self.template.check_type(name, value)
+        except ParameterError as exc:
+            raise self.where.error(
+                at,
+                f"{name}={value!r} is {describe_value(value)}",
+                f"{exc.expected}, e.g. {name}: {exc.example}",
+            ) from exc
         if name in DATA_PARAMETERS and isinstance(value, str):
             return self.data_path(value, at)
         if name == "base" and isinstance(value, str) and value.startswith((".", "~", "/")):
@@ -258,6 +286,8 @@ class _Parameters:
                     at, f"no model folder {folder}", "an existing folder or a registry name"
                 )
             return str(folder.resolve())
+        if name in PATH_PARAMETERS:
+            return resolve_path(name, value, self.folder)
         return value
 
     def data_path(self, data: str, at: str) -> str:
@@ -272,27 +302,64 @@ class _Parameters:
                     "support_intents_train.csv",
                 )
             return str(target)
-        if data.startswith(HUB_PREFIX):
-            return data
-        candidate = Path(data).expanduser()
-        resolved = candidate if candidate.is_absolute() else self.folder / candidate
-        if resolved.is_file():
-            if not os.access(resolved, os.R_OK):
-                raise self.where.error(at, f"data file {resolved} is not readable", "a file")
-            return str(resolved.resolve())
-        looks_like_file = (
-            candidate.is_absolute()
-            or data.startswith((".", "~"))
-            or candidate.suffix.lower() in SUFFIX_FORMATS
-        )
-        if not looks_like_file and _HUB_ID.match(data):
-            return data  # a Hugging Face dataset id
+        # As every run reads it (transferlab.parameters): a file, else a Hub dataset id.
+        resolved = resolve_path("data", data, self.folder)
+        if not Path(resolved).is_absolute():
+            return resolved  # hf://... or a Hugging Face dataset id
+        path = Path(resolved)
+        if path.is_file():
+            if not os.access(path, os.R_OK):
+                raise self.where.error(at, f"data file {path} is not readable", "a file")
+            return str(path.resolve())
         raise self.where.error(
             at,
-            f"no data file {resolved}",
+            f"{path} is a folder, not a data file" if path.is_dir() else f"no data file {path}",
             f"an existing file (relative paths start at the sweep file's folder {self.folder}), "
             "package:<file in transferlab>, or a Hugging Face dataset id",
         )
+
+    def check_runs(
+        self,
+        fixed: dict[str, Any],
+        grid: dict[str, list[dict[str, Any]]],
+        runs: list[dict[str, Any]],
+    ) -> None:
+        """Each run's parameters together, as the template checks them before any work (a
+        finetune run: method, sizes, data and train not both, ...)."""
+        fixed_at = self.origins.get("fixed", {})
+        if grid:
+            indexed = [
+                [(f"grid.{key}[{i}]", item) for i, item in enumerate(items)]
+                for key, items in grid.items()
+            ]
+            for combination in itertools.product(*indexed):
+                parameters, origins = dict(fixed), dict(fixed_at)
+                for at, item in combination:
+                    parameters.update(item)
+                    origins.update(self.origins.get(at, {}))
+                self.check_run(parameters, origins)
+        for i, run in enumerate(runs):
+            self.check_run({**fixed, **run}, {**fixed_at, **self.origins.get(f"runs[{i}]", {})})
+
+    def check_run(self, parameters: dict[str, Any], origins: dict[str, str]) -> None:
+        try:
+            self.template.check_values(parameters)
+        except TransferlabError as exc:
+            # The value to blame: the first that is refused on its own, else the run's last.
+            culprit = next(
+                (name for name in parameters if _refused(self.template, {name: parameters[name]})),
+                None,
+            )
+            at = origins.get(culprit or "") or (list(origins.values()) or [TOP])[-1]
+            raise self.where.refused(at, exc.problem, exc.fix) from exc
+
+
+def _refused(template: TemplateSignature, parameters: dict[str, Any]) -> bool:
+    try:
+        template.check_values(parameters)
+    except TransferlabError:
+        return True
+    return False
 
 
 def _kind(value: Any) -> str:

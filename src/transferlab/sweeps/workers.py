@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from transferlab.errors import TransferlabError
+
 # Memory one MiniLM LoRA run needs (worker + kernel + model + training), measured ~1.2-1.5 GB.
 MEMORY_PER_WORKER_BYTES = int(1.5 * 2**30)
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +68,16 @@ def default_workers() -> int:
     if memory is not None:
         workers = min(workers, max(1, memory // MEMORY_PER_WORKER_BYTES))
     return max(1, workers)
+
+
+def check_workers(workers: int) -> None:
+    """Refuse a worker count below one (0 used to mean the default, quietly)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TransferlabError(
+            f"--workers {workers}: a sweep needs at least one worker process.",
+            f"Use --workers 1 or more, or leave it out for one per core ({default_workers()} "
+            "here).",
+        )
 
 
 def threads_per_worker(workers: int) -> int:
