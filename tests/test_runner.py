@@ -168,3 +168,60 @@ def test_kernels_run_on_local_sockets_without_the_tcp_warning(tmp_path, capfd):
     assert executed.cells[-1].outputs[0]["text"].strip() == "ipc"
     assert "without encryption" not in capfd.readouterr().err
     assert socket_folders() <= before  # the kernel's socket folder is removed with it
+
+
+def _sleeping_template(path: Path) -> Path:
+    """Touches `started` once its cell runs, then sleeps (longer than any test waits)."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_id = None\nregistry_path = None\nstarted = None")
+    params.metadata["tags"] = ["parameters"]
+    body = "import pathlib, time\npathlib.Path(started).touch()\ntime.sleep(300)"
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c", "sigint-to-cli"])
+def test_ctrl_c_prints_one_line_and_records_the_run_as_interrupted(tmp_path, whole_group):
+    """Ctrl-C reaches the terminal's whole process group (the CLI and its kernel)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import transferlab_executable
+
+    template = _sleeping_template(tmp_path / "sleep.ipynb")
+    started, registry = tmp_path / "started", tmp_path / "registry.duckdb"
+    process = subprocess.Popen(
+        [transferlab_executable(), "run", str(template), "-p", "started", str(started)]
+        + ["--registry", str(registry), "--output-dir", str(tmp_path / "out"), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), "the template's cell never ran"
+        time.sleep(0.5)
+        if whole_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, out + err
+    assert err == "interrupted\n"
+    (run,) = Registry(registry).runs()
+    assert run["status"] == "interrupted"

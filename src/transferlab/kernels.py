@@ -5,14 +5,24 @@ HMAC-signed): noise in every `transferlab run`, sweep and demo. Unix-domain sock
 private temporary folder per kernel are the transport the warning recommends and need no TCP
 ports. Socket paths are limited to about 100 bytes, so a temp folder too deep for them (or a
 platform without them) keeps TCP.
+
+Ctrl-C during a run kills the kernel at once (interrupts_stop_kernel): the usual graceful
+shutdown interrupts the running cell and asks the kernel to stop, and the kernel, still
+sending the interrupted cell's reply on sockets it had just closed, printed a ZMQError
+traceback under the CLI's "interrupted".
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
@@ -20,6 +30,8 @@ from traitlets import default
 # The longest socket path the kernel binds: <temp>/transferlab-kernel-<8 chars>/kernel-<n>.
 _LONGEST_SOCKET_NAME = "transferlab-kernel-00000000/kernel-65535"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+_interrupted = False  # Ctrl-C arrived during a run: its kernel is killed, not shut down
+_started: weakref.WeakSet[LocalKernelManager] = weakref.WeakSet()
 
 
 def ipc_possible() -> bool:
@@ -48,7 +60,60 @@ class LocalKernelManager(AsyncKernelManager):
         self._socket_folder = tempfile.mkdtemp(prefix="transferlab-kernel-")
         return os.path.join(self._socket_folder, "kernel")
 
+    async def start_kernel(self, **kwargs: object) -> None:
+        _started.add(self)
+        await super().start_kernel(**kwargs)
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        await super().shutdown_kernel(now=now or _interrupted, restart=restart)
+        if not restart:
+            _started.discard(self)
+
+    def kill_now(self) -> None:
+        """Kill the kernel process and remove its files, without the event loop (a run
+        interrupted while its kernel was starting: papermill does not stop it then)."""
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self.cleanup_connection_file()
+        if self._socket_folder:
+            shutil.rmtree(self._socket_folder, ignore_errors=True)
+        _started.discard(self)
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart and self._socket_folder:
             shutil.rmtree(self._socket_folder, ignore_errors=True)
+
+
+@contextmanager
+def interrupts_stop_kernel() -> Iterator[None]:
+    """Ctrl-C inside this block raises KeyboardInterrupt as usual and marks the run as
+    interrupted, so that papermill's clean-up kills the kernel instead of asking it to stop.
+
+    Only where Ctrl-C raises KeyboardInterrupt (Python's own handler, main thread): a sweep
+    worker ignores SIGINT and stops its kernel itself.
+    """
+    global _interrupted
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if _interrupted:
+            for manager in list(_started):
+                manager.kill_now()
+        _interrupted = False

@@ -18,7 +18,7 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from transferlab.errors import TransferlabError
-from transferlab.kernels import LocalKernelManager
+from transferlab.kernels import LocalKernelManager, interrupts_stop_kernel
 from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_parameters: re-exported)
     RUNNER_PARAMETERS,
     signature,
@@ -153,15 +153,16 @@ def run_template(
     )
     injected = {**parameters, "run_id": run_id, "registry_path": str(registry.path)}
     try:
-        papermill.execute_notebook(
-            str(path),
-            str(output),
-            parameters=injected,
-            progress_bar=progress_bar,
-            log_output=log_output,
-            cwd=str(folder),
-            kernel_manager_class=LocalKernelManager,
-        )
+        with interrupts_stop_kernel():
+            papermill.execute_notebook(
+                str(path),
+                str(output),
+                parameters=injected,
+                progress_bar=progress_bar,
+                log_output=log_output,
+                cwd=str(folder),
+                kernel_manager_class=LocalKernelManager,
+            )
     except PapermillExecutionError as error:
         message = _error_line(error)
         registry.finish_run(run_id, "failed", error=message, output_notebook=str(output))
