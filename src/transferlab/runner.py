@@ -33,10 +33,15 @@ REPORTED_TEMPLATES = ("benchmark", "curves")
 
 
 def templates_dir() -> Path:
-    """TRANSFERLAB_TEMPLATES, else the checkout's templates/ folder."""
+    """TRANSFERLAB_TEMPLATES, else the templates inside the installed package (a wheel: the
+    build copies the repository's templates/ there, see setup.py), else the source
+    checkout's templates/ folder (an editable install)."""
     explicit = os.environ.get("TRANSFERLAB_TEMPLATES")
     if explicit:
         return Path(explicit)
+    packaged = Path(__file__).resolve().parent / "templates"
+    if packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[2] / "templates"
 
 
