@@ -147,7 +147,7 @@ def search_models(registry: Registry, filters: SearchFilters) -> list[dict]:
     # Embed first (a model call), then hold the registry once for the whole search: the
     # nested queries reuse that open file instead of opening it again (~15 ms each).
     vector = embed_texts([filters.query])[0] if filters.query else None
-    with registry.connect():
+    with registry.connect(read_only=True):
         return _search(registry, filters, vector)
 
 
@@ -194,7 +194,7 @@ def _names_with_local_weights(registry: Registry, names: list[str]) -> set[str]:
 
 def explain_empty(registry: Registry, filters: SearchFilters) -> str:
     """Which single filter removes the most models, to say why nothing matched."""
-    with registry.connect():
+    with registry.connect(read_only=True):
         return _explain_empty(registry, filters)
 
 

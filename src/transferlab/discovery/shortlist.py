@@ -188,7 +188,7 @@ def build_shortlist(
     listed (as many as are scored at most) with that reason.
     """
     vector = embed_texts([config.query])[0] if config.query else None
-    with registry.connect():
+    with registry.connect(read_only=True):
         ranked = []
         for row in _ranked(registry, config, vector):
             version_id, uri, runnable, why = _scored_version(registry, row["name"], exclude)

@@ -114,7 +114,7 @@ class ModelDetails:
 
 
 def model_details(registry: Registry, name: str) -> ModelDetails:
-    with registry.connect():  # one open file for the handful of queries below
+    with registry.connect(read_only=True):  # one open file for the handful of queries below
         model = registry.get_model(name)
         versions = []
         for record in registry.versions(name):
