@@ -311,6 +311,32 @@ def test_resume_skips_succeeded_runs_and_retries_the_failed_one(finetune_sweep, 
     assert actions["bad.csv4"] == "reuse" and actions["good.csvNone"] == "run"
 
 
+def test_the_curves_report_goes_to_the_sweeps_output_folder(finetune_sweep):
+    folder, sweep, registry_path, _ = finetune_sweep
+    chosen = folder / "chosen-output"
+    completed = subprocess.run(
+        [
+            transferlab_executable(),
+            "sweep",
+            str(sweep),
+            "--registry",
+            str(registry_path),
+            "--output-dir",
+            str(chosen),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TRANSFERLAB_OUTPUTS": str(folder / "outputs")},
+    )
+    summary = json.loads(completed.stdout)
+    assert summary["report"], completed.stderr
+    report = Path(summary["report"])
+    assert report.is_file() and report.parent == chosen
+    assert not (folder / "outputs" / "runs").exists()
+
+
 def _wait_for(predicate, timeout_s: float = 90.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

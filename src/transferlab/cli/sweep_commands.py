@@ -70,7 +70,9 @@ def _curve_report(result, registry: Registry) -> None:
     except ImportError:
         return
     try:
-        result.report = str(render_sweep_report(registry, result.sweep_id))
+        result.report = str(
+            render_sweep_report(registry, result.sweep_id, output_dir=result.output_dir)
+        )
     except Exception as exc:  # the sweep's runs stand whatever happens to the report
         result.notes.append(f"the data-efficiency report failed: {type(exc).__name__}: {exc}")
 

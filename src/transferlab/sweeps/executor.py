@@ -63,6 +63,7 @@ class SweepResult:
     rows: list[RunRow]
     wall_s: float
     status: str
+    output_dir: str | None = None  # where the runs' notebooks (and the curves report) go
     report: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -150,6 +151,7 @@ def run_sweep(
             rows=list(rows.values()),
             wall_s=time.monotonic() - started,
             status="succeeded",
+            output_dir=str(folder),
         )
         if interrupted or any(r.status in ("interrupted", "pending") for r in result.rows):
             result.status = "interrupted"
