@@ -1,5 +1,6 @@
-"""Using registered versions: load one (base + adapter, or a complete model), predict labels,
-and merge an adapter into a standalone model whose predictions match it.
+"""Using registered versions: load one (through the fine-tuning method that saved it: base +
+adapter, or a complete model), predict labels, and merge an adapter into a standalone model
+whose predictions match it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.errors import ModelSourceError, TransferlabError
+from transferlab.errors import TransferlabError
 from transferlab.finetuning import artifacts, sources
+from transferlab.finetuning.methods import method_for_version
 from transferlab.finetuning.metrics import softmax
 from transferlab.quiet import quiet_transformers
 from transferlab.registry import Registry, VersionRecord
@@ -86,7 +88,8 @@ def load_version_model(
     quantized: bool | None = None,
     progress: bool = False,
 ) -> LoadedVersion:
-    """Load a version for inference; an adapter is applied to the exact base it was trained on.
+    """Load a version for inference, by the method that saved it (`method_for_version`); an
+    adapter is applied to the exact base it was trained on.
 
     The base is loaded with the version's labels so that the trained head (saved with the
     adapter) replaces the freshly initialised one. `quantized` loads a QLoRA base in 4 bits
@@ -96,103 +99,15 @@ def load_version_model(
 
     version = ref if isinstance(ref, VersionRecord) else registry.resolve(ref)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    method = method_for_version(version)
     with sources.progress_bars(progress):
-        if version.kind == "adapter":
-            model, tokenizer, labels = _load_adapter(registry, version, device, quantized)
-        else:
-            model, tokenizer, labels = _load_complete(version)
-            model.to(device)
+        model, tokenizer, labels = method.load(registry, version, device, quantized)
     sources.align_pad_token(model, tokenizer)
     model.eval()
     max_length = int(version.metadata.get("max_length") or 0) or min(
         DEFAULT_MAX_LENGTH, int(getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH))
     )
     return LoadedVersion(version, model, tokenizer, labels, max_length, device)
-
-
-def _labels_of(version: VersionRecord) -> list[str] | None:
-    if version.label_names:
-        return list(version.label_names)
-    id2label = version.metadata.get("id2label")
-    if isinstance(id2label, dict) and id2label:
-        return [str(id2label[k]) for k in sorted(id2label, key=int)]
-    return None
-
-
-def _load_adapter(
-    registry: Registry, version: VersionRecord, device: str, quantized: bool | None
-) -> tuple[Any, Any, list[str]]:
-    import torch
-
-    folder = sources.source_from_uri(version.uri, version.ref)
-    labels = _labels_of(version)
-    if not labels:
-        raise ModelSourceError(
-            f"{version.ref} is an adapter without label names, so its head cannot be rebuilt.",
-            "Register adapters through transferlab.finetune, which records them.",
-        )
-    base = _base_source(registry, version)
-    adapter_format = version.metadata.get("adapter_format") or (
-        "peft" if (Path(folder.location) / "adapter_config.json").is_file() else "head"
-    )
-    trained_quantized = bool(version.metadata.get("quantization"))
-    if quantized is None:
-        quantized = trained_quantized and torch.cuda.is_available()
-    quantization = None
-    if quantized:
-        from transferlab.finetuning.training import quantization_config
-
-        quantization = quantization_config()
-    model, _ = sources.load_classifier(base, labels, quantization=quantization)
-    if not quantized:
-        model.to(device)
-    if adapter_format == "peft":
-        from peft import PeftModel
-
-        with quiet_transformers():
-            model = PeftModel.from_pretrained(model, folder.location, is_trainable=False)
-    else:
-        artifacts.load_head(model, Path(folder.location))
-    tokenizer = sources.load_tokenizer(folder if _has_tokenizer(folder) else base)
-    return model, tokenizer, labels
-
-
-def _has_tokenizer(source: sources.ModelSource) -> bool:
-    folder = Path(source.location)
-    return (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
-
-
-def _base_source(registry: Registry, version: VersionRecord) -> sources.ModelSource:
-    """The parent version's weights (the lineage), else the base location the run recorded."""
-    if version.parent_version_id:
-        parent = registry.resolve(version.parent_version_id)
-        return sources.source_from_uri(parent.uri, parent.ref)
-    base_uri = version.metadata.get("base_uri")
-    return sources.source_from_uri(base_uri, f"the base of {version.ref}")
-
-
-def _load_complete(version: VersionRecord) -> tuple[Any, Any, list[str]]:
-    from transformers import AutoModelForSequenceClassification
-
-    source = sources.source_from_uri(version.uri, version.ref)
-    config = sources.load_config(source)
-    architectures = getattr(config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise TransferlabError(
-            f"{version.ref} has no trained classification head "
-            f"({', '.join(architectures) or config.model_type}).",
-            "Fine-tune it first (transferlab.finetune.finetune), then predict with the new "
-            "version.",
-        )
-    with sources.loading_errors(source, "model"), quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.location, **sources.pretrained_options(source)
-        )
-    tokenizer = sources.load_tokenizer(source)
-    labels = _labels_of(version) or [
-        str(model.config.id2label[i]) for i in range(model.config.num_labels)
-    ]
-    return model, tokenizer, labels
 
 
 def predict(

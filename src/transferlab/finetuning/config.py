@@ -22,28 +22,16 @@ from transferlab.finetuning.base import (
     resolve_base,
     resolve_target_modules,
 )
+from transferlab.finetuning.methods import (
+    DEFAULT_METHOD,
+    FinetuneMethod,
+    all_methods,
+    get_method,
+)
 from transferlab.registry import Registry
 from transferlab.registry.refs import validate_name
 
-METHODS = ("lora", "full", "linear_probe", "qlora")
-ADAPTER_METHODS = ("lora", "qlora")
 REPORT_TO = ("none", "mlflow", "wandb", "tensorboard")
-
-# LoRA trains a few low-rank matrices starting from zero (B = 0), scaled by alpha / r, on top
-# of frozen weights: each update moves the model far less than a full-weight step, so it needs
-# a learning rate 10-100x higher than full fine-tuning (5e-4 was too slow on a few hundred
-# examples, 2e-3 worked). A linear probe trains a freshly initialised head alone on frozen,
-# bounded (tanh-pooled) features, which tolerates and needs an even larger step: on the sample
-# data with MiniLM, 5 epochs at 3e-3 / 1e-2 / 3e-2 / 1e-1 gave test accuracy 0.81 / 0.88 /
-# 0.90 / 0.88.
-METHOD_LEARNING_RATES = {"lora": 2e-3, "qlora": 2e-3, "full": 5e-5, "linear_probe": 3e-2}
-# Which key of a catalog `finetune` block holds each method's learning rate.
-CATALOG_LEARNING_RATE_KEYS = {
-    "lora": "learning_rate",
-    "qlora": "learning_rate",
-    "full": "full_learning_rate",
-    "linear_probe": "linear_probe_learning_rate",
-}
 GENERAL_DEFAULTS: dict[str, Any] = {
     "lora_r": 8,
     "lora_alpha": 16,
@@ -70,7 +58,7 @@ class FinetuneConfig:
     n_train: int | None = None
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
-    method: str = "lora"
+    method: str = DEFAULT_METHOD
     lora_r: int | None = None
     lora_alpha: float | None = None
     lora_dropout: float | None = None
@@ -136,8 +124,13 @@ class ResolvedConfig:
     setting_sources: dict[str, str] = field(default_factory=dict)
 
     @property
+    def finetune_method(self) -> FinetuneMethod:
+        return get_method(self.method)
+
+    @property
     def uses_adapter(self) -> bool:
-        return self.method in ADAPTER_METHODS
+        """Whether the LoRA settings (lora_r, lora_alpha, ...) apply."""
+        return self.finetune_method.uses_lora_settings
 
     def to_params(self) -> dict[str, Any]:
         params = {
@@ -174,8 +167,8 @@ def resolve_config(
 ) -> ResolvedConfig:
     """Fill in and validate every setting; loads no weights (reads configs only)."""
     registry = registry or Registry(config.registry)
-    method = _check_method(config.method)
-    device = _check_device(method)
+    method = get_method(config.method)
+    device = method.check_environment()
     report_to = _check_report_to(config.report_to)
     train, validation, test = _check_data_sources(config)
     _check_numbers(config)
@@ -197,9 +190,9 @@ def resolve_config(
         return default if default is not None else GENERAL_DEFAULTS.get(key)
 
     learning_rate = float(
-        pick("learning_rate", CATALOG_LEARNING_RATE_KEYS[method], METHOD_LEARNING_RATES[method])
+        pick("learning_rate", method.catalog_learning_rate_key, method.default_learning_rate)
     )
-    adapter = method in ADAPTER_METHODS
+    adapter = method.uses_lora_settings
     lora_r = int(pick("lora_r")) if adapter else None
     lora_alpha = float(pick("lora_alpha")) if adapter else None
     lora_dropout = float(pick("lora_dropout")) if adapter else None
@@ -207,7 +200,7 @@ def resolve_config(
     max_length = int(pick("max_length"))
     check_max_length(max_length, base)
     name = validate_name(
-        config.name or _default_name(base.model_name, dataset_name(train), method),
+        config.name or _default_name(base.model_name, dataset_name(train), method.name),
         "name for the fine-tuned model",
     )
     _check_name_free(registry, name)
@@ -215,7 +208,7 @@ def resolve_config(
     output_dir = _check_output_dir(config.output_dir, registry, name, stamp)
     resolved = ResolvedConfig(
         base=base,
-        method=method,
+        method=method.name,
         train=train,
         validation=validation,
         test=test,
@@ -251,35 +244,6 @@ def resolve_config(
     )
     _check_resolved_numbers(resolved)
     return resolved
-
-
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise TransferlabError(
-            f"Unknown fine-tuning method {method!r}.", f"Use one of: {', '.join(METHODS)}."
-        )
-    return method
-
-
-def _check_device(method: str) -> str:
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if method == "qlora":
-        if not has_cuda:
-            raise TransferlabError(
-                "method='qlora' needs a CUDA GPU (bitsandbytes 4-bit weights), and this machine "
-                "has none.",
-                "Use method='lora' on this machine: same adapter, full-precision base weights.",
-            )
-        import importlib.util
-
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise TransferlabError(
-                "method='qlora' needs the bitsandbytes package, which is not installed.",
-                "Install the extra: pip install 'transferlab[qlora]'.",
-            )
-    return "cuda" if has_cuda else "cpu"
 
 
 def _check_report_to(report_to: str | None) -> str:
@@ -434,9 +398,9 @@ def check_request(config: FinetuneConfig) -> None:
     """
     from types import SimpleNamespace
 
-    method = _check_method(config.method)
-    if method == "qlora":
-        _check_device(method)
+    method = get_method(config.method)
+    if method.needs_cuda:
+        method.check_environment()
     _check_report_to(config.report_to)
     _check_data_sources(config)
     _check_numbers(config)
@@ -449,13 +413,31 @@ def check_request(config: FinetuneConfig) -> None:
 
     _check_resolved_numbers(
         SimpleNamespace(  # what resolution checks, with the defaults for what is unset
-            learning_rate=given("learning_rate", METHOD_LEARNING_RATES[method]),
+            learning_rate=given("learning_rate", method.default_learning_rate),
             epochs=given("epochs", GENERAL_DEFAULTS["epochs"]),
             batch_size=given("batch_size", GENERAL_DEFAULTS["batch_size"]),
             max_length=given("max_length", GENERAL_DEFAULTS["max_length"]),
-            uses_adapter=method in ADAPTER_METHODS,
+            uses_adapter=method.uses_lora_settings,
             lora_r=given("lora_r", GENERAL_DEFAULTS["lora_r"]),
             lora_alpha=given("lora_alpha", GENERAL_DEFAULTS["lora_alpha"]),
             lora_dropout=given("lora_dropout", GENERAL_DEFAULTS["lora_dropout"]),
         )
     )
+
+
+# The names modules and notebooks imported before methods were plug-ins, computed from the
+# table on first use (so that the entry points are only read when needed).
+_FROM_THE_TABLE = {
+    "METHODS": lambda: tuple(m.name for m in all_methods()),
+    "ADAPTER_METHODS": lambda: tuple(m.name for m in all_methods() if m.uses_lora_settings),
+    "METHOD_LEARNING_RATES": lambda: {m.name: m.default_learning_rate for m in all_methods()},
+    "CATALOG_LEARNING_RATE_KEYS": lambda: {
+        m.name: m.catalog_learning_rate_key for m in all_methods()
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_THE_TABLE:
+        return _FROM_THE_TABLE[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

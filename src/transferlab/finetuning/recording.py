@@ -13,12 +13,6 @@ from transferlab.finetuning.training import TrainingOutcome
 from transferlab.registry import ModelRecord, Registry, VersionRecord
 
 RESULT_METRICS = ("accuracy", "macro_f1", "loss")
-_METHOD_TITLES = {
-    "lora": "LoRA",
-    "qlora": "QLoRA",
-    "full": "Full",
-    "linear_probe": "Linear-probe",
-}
 
 
 def derived_record(
@@ -26,14 +20,14 @@ def derived_record(
 ) -> ModelRecord:
     base = resolved.base
     labels = splits.label_names
-    title = _METHOD_TITLES[resolved.method]
+    title = resolved.finetune_method.record_title
     description = (
         f"{title} fine-tune of {base.model_name} for text classification on {resolved.dataset} "
         f"({len(labels)} labels: {', '.join(labels[:8])}{' ...' if len(labels) > 8 else ''}), "
         f"trained on {len(splits.train)} examples."
     )
-    model = outcome.model.get_base_model() if resolved.uses_adapter else outcome.model
-    architecture = type(model).__name__
+    unwrap = getattr(outcome.model, "get_base_model", None)  # a PEFT model: the model inside
+    architecture = type(unwrap() if callable(unwrap) else outcome.model).__name__
     return ModelRecord(
         name=resolved.name,
         source="local",

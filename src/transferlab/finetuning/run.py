@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.data import DataSplits, load_splits
-from transferlab.finetuning.artifacts import label_maps, save_trained_model
+from transferlab.finetuning.artifacts import label_maps
 from transferlab.finetuning.config import (
     FinetuneConfig,
     ResolvedConfig,
@@ -111,13 +111,8 @@ def finetune(
         registry.update_run(run_id, parameters=parameters)
         save_started = time.perf_counter()
         with progress_bars(progress):
-            saved = save_trained_model(
-                outcome.model,
-                outcome.tokenizer,
-                resolved.output_dir,
-                method=resolved.method,
-                head_modules=outcome.head_modules,
-                metadata=_version_metadata(resolved, splits, outcome),
+            saved = resolved.finetune_method.save(
+                outcome, resolved.output_dir, _version_metadata(resolved, splits, outcome)
             )
         version = register_outcome(registry, resolved, saved, outcome, splits, run_id)
         outcome.timings["save_s"] = time.perf_counter() - save_started

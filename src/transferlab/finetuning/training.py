@@ -1,5 +1,6 @@
-"""Training with transformers' Trainer (+ peft for LoRA): the model, its trainable parts, the
-data pipeline with per-batch padding, early stopping, and the measurements a report needs.
+"""Training with transformers' Trainer, the default of every fine-tuning method: the data
+pipeline with per-batch padding, early stopping, and the measurements a report needs. The
+model and its trainable parts come from the method (`FinetuneMethod.prepare`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from typing import Any
 import numpy as np
 
 from transferlab.data import DataSplits, LabelledData
-from transferlab.errors import TransferlabError
 from transferlab.finetuning import sources
 from transferlab.finetuning.config import ResolvedConfig
+from transferlab.finetuning.methods import FinetuneMethod
 from transferlab.finetuning.metrics import classification_metrics, confusion
-from transferlab.quiet import quiet_transformers
 
 # Evaluating the training split is skipped above this size: it would cost another epoch.
 MAX_TRAIN_EVAL_EXAMPLES = 2000
@@ -85,73 +85,6 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def quantization_config() -> Any:
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute,
-    )
-
-
-def quantization_metadata() -> dict[str, Any]:
-    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
-
-
-def build_model(resolved: ResolvedConfig, label_names: list[str]) -> tuple:
-    """(model ready to train, tokenizer, head module names) for the resolved method."""
-    source = resolved.base.source
-    tokenizer = sources.load_tokenizer(source)
-    quantization = quantization_config() if resolved.method == "qlora" else None
-    model, head = sources.load_classifier(source, label_names, quantization=quantization)
-    sources.align_pad_token(model, tokenizer)
-    if resolved.uses_adapter:
-        model = _with_lora(model, resolved, head)
-    elif resolved.method == "linear_probe":
-        _train_only(model, head)
-    else:
-        for parameter in model.parameters():
-            parameter.requires_grad = True
-    return model, tokenizer, head
-
-
-def _with_lora(model: Any, resolved: ResolvedConfig, head: list[str]) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-
-    if resolved.method == "qlora":
-        model = prepare_model_for_kbit_training(model)
-    config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,  # keeps the classifier head trainable (modules_to_save)
-        r=resolved.lora_r,
-        lora_alpha=resolved.lora_alpha,
-        lora_dropout=resolved.lora_dropout,
-        target_modules=resolved.target_modules,
-        modules_to_save=head,
-    )
-    try:
-        with quiet_transformers():
-            return get_peft_model(model, config)
-    except ValueError as exc:
-        raise TransferlabError(
-            f"LoRA cannot wrap {resolved.base.ref} with target_modules="
-            f"{resolved.target_modules}: {exc}",
-            "Use target_modules='auto', or name Linear modules the model has.",
-        ) from exc
-
-
-def _train_only(model: Any, head: list[str]) -> None:
-    for parameter in model.parameters():
-        parameter.requires_grad = False
-    modules = dict(model.named_modules())
-    for name in head:
-        for parameter in modules[name].parameters():
-            parameter.requires_grad = True
-
-
 def _encode(tokenizer: Any, data: LabelledData, max_length: int) -> Any:
     import datasets
 
@@ -174,8 +107,8 @@ def _training_arguments(
     has_validation: bool,
     group_by_length: bool,
     progress: bool,
+    options: dict[str, Any] | None = None,
 ) -> Any:
-    import torch
     from transformers import TrainingArguments
 
     steps_per_epoch = max(1, math.ceil(n_train / resolved.batch_size))
@@ -188,10 +121,6 @@ def _training_arguments(
             evaluation = {"eval_strategy": "steps", "eval_steps": every}
         else:
             evaluation = {"eval_strategy": "epoch"}
-    precision: dict[str, bool] = {}
-    if resolved.method == "qlora":
-        bf16 = torch.cuda.is_bf16_supported()
-        precision = {"bf16": bf16, "fp16": not bf16}
     return TrainingArguments(
         output_dir=checkpoints,
         save_strategy="no",
@@ -214,7 +143,7 @@ def _training_arguments(
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         label_names=["labels"],
         **evaluation,
-        **precision,
+        **(options or {}),
     )
 
 
@@ -299,9 +228,24 @@ def train_and_evaluate(
     progress: bool = True,
     callbacks: list[Any] | None = None,
 ) -> TrainingOutcome:
-    """Load, train, keep the best validation checkpoint, and evaluate every split.
+    """Train with the resolved method (`FinetuneMethod.train`) and evaluate every split."""
+    return resolved.finetune_method.train(resolved, splits, progress=progress, callbacks=callbacks)
 
-    `callbacks` are extra Trainer callbacks (an experiment tracker's).
+
+def train_with_trainer(
+    method: FinetuneMethod,
+    resolved: ResolvedConfig,
+    splits: DataSplits,
+    *,
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
+    trainer_options: dict[str, Any] | None = None,
+) -> TrainingOutcome:
+    """Load (`method.prepare`), train, keep the best validation checkpoint, and evaluate
+    every split.
+
+    `callbacks` are extra Trainer callbacks (an experiment tracker's); `trainer_options` extra
+    TrainingArguments (QLoRA's precision).
     """
     import torch
     from transformers import DataCollatorWithPadding, set_seed
@@ -311,7 +255,7 @@ def train_and_evaluate(
     with torch_threads(resolved.num_threads), sources.progress_bars(progress):
         set_seed(resolved.seed)
         started = time.perf_counter()
-        model, tokenizer, head = build_model(resolved, splits.label_names)
+        model, tokenizer, head = method.prepare(resolved, splits.label_names)
         timings["load_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -328,7 +272,7 @@ def train_and_evaluate(
         trainer_callbacks = [*([best] if best else []), *(callbacks or [])]
         with tempfile.TemporaryDirectory(prefix="transferlab-checkpoints-") as checkpoints:
             args = _training_arguments(
-                resolved, checkpoints, n_train, has_validation, grouping, progress
+                resolved, checkpoints, n_train, has_validation, grouping, progress, trainer_options
             )
             trainer = _trainer_class()(
                 model=model,
@@ -395,7 +339,6 @@ def train_and_evaluate(
         },
         group_by_length=grouping,
         best_step=best.best_step if best else None,
-        quantization=quantization_metadata() if resolved.method == "qlora" else None,
     )
 
 

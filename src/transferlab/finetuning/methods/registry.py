@@ -1,0 +1,206 @@
+"""The table of fine-tuning methods: the built-ins, then those other packages declare in the
+entry-point group `transferlab.methods` (`bitfit = my_package:BitFit`), loaded once, on the
+first look-up.
+
+A plug-in that fails to load is set aside with its error: every other method keeps working,
+and asking for that one (or `transferlab methods`) names the entry point and the error.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transferlab.errors import TransferlabError
+from transferlab.finetuning.methods.base import VERSION_KINDS, FinetuneMethod
+
+if TYPE_CHECKING:
+    from transferlab.registry import VersionRecord
+
+ENTRY_POINT_GROUP = "transferlab.methods"
+DEFAULT_METHOD = "lora"
+BUILT_IN = "built-in"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+_methods: dict[str, FinetuneMethod] = {}
+_origins: dict[str, str] = {}
+_broken: dict[str, str] = {}  # entry point name -> why it could not be loaded
+_lock = threading.RLock()
+_state = {"built_ins": False, "entry_points": False}
+
+
+def register_method(method: type[FinetuneMethod] | FinetuneMethod) -> FinetuneMethod:
+    """Add a method (a class or an instance) to the table under its `name`."""
+    with _lock:
+        _load_built_ins()
+        return _register(method, origin="registered in code")
+
+
+def get_method(name: str) -> FinetuneMethod:
+    """The method called `name`; an unknown or broken one is refused with what to use."""
+    _ensure_loaded()
+    method = _methods.get(name)
+    if method is not None:
+        return method
+    if name in _broken:
+        raise TransferlabError(
+            f"Fine-tuning method {name!r} could not be loaded: {_broken[name]}",
+            f"Fix or reinstall the package that declares it, or use one of: {', '.join(_methods)}.",
+        )
+    raise TransferlabError(
+        f"Unknown fine-tuning method {name!r}.", f"Use one of: {', '.join(_methods)}."
+    )
+
+
+def method_names() -> tuple[str, ...]:
+    """Names of the usable methods, built-ins first, in the order they were registered."""
+    _ensure_loaded()
+    return tuple(_methods)
+
+
+def all_methods() -> tuple[FinetuneMethod, ...]:
+    _ensure_loaded()
+    return tuple(_methods.values())
+
+
+def method_origin(name: str) -> str:
+    """'built-in', or the entry point (and package) a plug-in came from."""
+    _ensure_loaded()
+    return _origins[name]
+
+
+def broken_methods() -> dict[str, str]:
+    """Entry points of the group that failed to load: name -> the reason."""
+    _ensure_loaded()
+    return dict(_broken)
+
+
+def method_for_version(version: VersionRecord) -> FinetuneMethod:
+    """The method that loads a registered version: the one its metadata names, else the owner
+    of its layout (versions written before methods were plug-ins, merged and imported models
+    are complete models or have an `adapter_format`)."""
+    _ensure_loaded()
+    named = version.metadata.get("method")
+    if version.kind in VERSION_KINDS and named:
+        if named in _methods and _methods[named].version_kind == version.kind:
+            return _methods[named]
+        if named in _broken:
+            get_method(named)  # raises with the entry point and its error
+    layout = _layout(version)
+    for method in _methods.values():
+        complete = method.version_kind == "full" if layout is None else True
+        if method.adapter_format == layout and complete:
+            return method
+    raise TransferlabError(
+        f"{version.ref} was written by fine-tuning method {named!r} (layout {layout!r}), which "
+        "is not installed here.",
+        f"Install the package that provides it (entry point group {ENTRY_POINT_GROUP}); "
+        f"known methods: {', '.join(_methods)}.",
+    )
+
+
+def _layout(version: VersionRecord) -> str | None:
+    if version.kind != "adapter":
+        return None
+    recorded = version.metadata.get("adapter_format")
+    if recorded:
+        return str(recorded)
+    # Adapters registered before transferlab recorded the layout: a PEFT folder or a head file.
+    folder = Path(version.uri or "").expanduser()
+    return "peft" if version.uri and (folder / "adapter_config.json").is_file() else "head"
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def _ensure_loaded() -> None:
+    if _state["entry_points"]:
+        return
+    with _lock:
+        _load_built_ins()
+        if not _state["entry_points"]:
+            _state["entry_points"] = True
+            _load_entry_points()
+
+
+def _load_built_ins() -> None:
+    if _state["built_ins"]:
+        return
+    _state["built_ins"] = True
+    from transferlab.finetuning.methods.full import FullFinetuning
+    from transferlab.finetuning.methods.linear_probe import LinearProbe
+    from transferlab.finetuning.methods.lora import LoRA
+    from transferlab.finetuning.methods.qlora import QLoRA
+
+    # This order is the order of every listing and of "Use one of: ..." messages.
+    for method in (LoRA, FullFinetuning, LinearProbe, QLoRA):
+        _register(method, origin=BUILT_IN)
+
+
+def _load_entry_points() -> None:
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        declared = f"'{point.name} = {point.value}'"
+        package = f" of {point.dist.name}" if point.dist is not None else ""
+        where = f"entry point {declared}{package} (group {ENTRY_POINT_GROUP})"
+        try:
+            method = _instantiate(point.load())
+            if method.name != point.name:
+                raise TransferlabError(
+                    f"it is named {method.name!r}, not {point.name!r} like its entry point"
+                )
+            _register(method, origin=f"entry point {declared}{package}")
+        except Exception as exc:  # a plug-in's bug must not break every other method
+            reason = exc.problem if isinstance(exc, TransferlabError) else f"{exc}"
+            _broken[point.name] = f"{where}: {type(exc).__name__}: {reason}"
+
+
+def _instantiate(method: Any) -> FinetuneMethod:
+    instance = method() if isinstance(method, type) else method
+    _check(instance)
+    return instance
+
+
+def _register(method: type[FinetuneMethod] | FinetuneMethod, *, origin: str) -> FinetuneMethod:
+    instance = _instantiate(method)
+    if instance.name in _methods:
+        raise TransferlabError(
+            f"A fine-tuning method named {instance.name!r} is already registered "
+            f"({_origins[instance.name]}).",
+            "Give the new method another name.",
+        )
+    _methods[instance.name] = instance
+    _origins[instance.name] = origin
+    _broken.pop(instance.name, None)
+    return instance
+
+
+def _check(method: Any) -> None:
+    """The attributes and calls of the interface, with the values `transferlab` relies on."""
+    what = f"fine-tuning method {type(method).__module__}.{type(method).__qualname__}"
+    name = getattr(method, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TransferlabError(
+            f"The {what} has no valid name ({name!r}).",
+            "Set name to a lower-case identifier, e.g. name = 'bitfit'.",
+        )
+    problems = [
+        f"{attribute} must be a non-empty string"
+        for attribute in ("display_name", "description", "catalog_learning_rate_key")
+        if not isinstance(getattr(method, attribute, None), str) or not getattr(method, attribute)
+    ]
+    rate = getattr(method, "default_learning_rate", None)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+        problems.append(f"default_learning_rate must be a number > 0, got {rate!r}")
+    if getattr(method, "version_kind", None) not in VERSION_KINDS:
+        problems.append(f"version_kind must be one of {', '.join(VERSION_KINDS)}")
+    for call in ("check_environment", "prepare", "train", "save", "load"):
+        if not callable(getattr(method, call, None)):
+            problems.append(f"{call}() is missing")
+    if problems:
+        raise TransferlabError(
+            f"The {what} ({name!r}) does not fit the interface: {'; '.join(problems)}.",
+            "Subclass transferlab.finetuning.methods.FinetuneMethod and set its attributes.",
+        )
