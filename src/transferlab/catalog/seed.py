@@ -29,18 +29,17 @@ _OPTIONAL = {
     "tags": list,
     "finetune": dict,
 }
-_FINETUNE_KEYS = {
-    "methods": list,
-    "lora_r": int,
-    "lora_alpha": int,
-    "lora_dropout": float,
-    "target_modules": list,
-    "learning_rate": float,
-    "full_learning_rate": float,
-    "max_length": int,
-    "batch_size": int,
-    "epochs": int,
-}
+_LORA_KEYS = {"methods": list, "lora_r": int, "lora_alpha": int, "lora_dropout": float}
+_GENERAL_KEYS = {"max_length": int, "batch_size": int, "epochs": int}
+
+
+def finetune_keys() -> dict[str, type]:
+    """The settings a `finetune` block may hold, with their types; the learning-rate keys are
+    those of the fine-tuning methods (`learning_rate`, `full_learning_rate`, ...)."""
+    from transferlab.finetuning.methods import all_methods
+
+    rates = {method.catalog_learning_rate_key: float for method in all_methods()}
+    return {**_LORA_KEYS, "target_modules": list, **rates, **_GENERAL_KEYS}
 
 
 def seed_catalog_path() -> Path:
@@ -86,15 +85,16 @@ def _check_entry(entry: Any, where: str) -> ModelRecord:
         raise CatalogError(
             f"{where}: source {entry['source']!r} is not one of {', '.join(SOURCES)}.", fix
         )
+    known_settings = finetune_keys()
     for key, value in (entry.get("finetune") or {}).items():
-        if key not in _FINETUNE_KEYS:
+        if key not in known_settings:
             raise CatalogError(
                 f"{where}: unknown finetune setting {key!r}.",
-                f"Known settings: {', '.join(_FINETUNE_KEYS)}.",
+                f"Known settings: {', '.join(known_settings)}.",
             )
-        if not _type_ok(value, _FINETUNE_KEYS[key]):
+        if not _type_ok(value, known_settings[key]):
             raise CatalogError(
-                f"{where}: finetune.{key} must be {_FINETUNE_KEYS[key].__name__}, got {value!r}.",
+                f"{where}: finetune.{key} must be {known_settings[key].__name__}, got {value!r}.",
                 fix,
             )
     fields = {key: entry[key] for key in entry if entry[key] is not None}

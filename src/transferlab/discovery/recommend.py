@@ -9,6 +9,7 @@ from typing import Any
 
 from transferlab.data import sample_data_path
 from transferlab.discovery.config import DiscoveryConfig
+from transferlab.finetuning.methods import DEFAULT_METHOD, all_methods
 from transferlab.registry import Registry
 
 # The settings a recommendation spells out (what resolve_config fills from the catalog).
@@ -22,7 +23,6 @@ RECOMMENDED_SETTINGS = (
     "batch_size",
     "max_length",
 )
-PREFERRED_METHODS = ("lora", "full", "linear_probe")
 COMMAND_ORDER = (
     "base",
     "method",
@@ -36,13 +36,19 @@ COMMAND_ORDER = (
 )
 
 
+def preferred_methods() -> tuple[str, ...]:
+    """Methods to recommend, in the table's order (the default first): those that run on any
+    machine (a CUDA-only method is never recommended)."""
+    return tuple(m.name for m in all_methods() if not m.needs_cuda)
+
+
 def pick_method(finetune_block: dict[str, Any] | None) -> str:
-    """LoRA unless the model's catalog entry lists other methods only."""
+    """The default method unless the model's catalog entry lists other methods only."""
     listed = list((finetune_block or {}).get("methods") or [])
-    for method in PREFERRED_METHODS:
+    for method in preferred_methods():
         if not listed or method in listed:
             return method
-    return "lora"
+    return DEFAULT_METHOD
 
 
 def recommend(registry: Registry, version_id: str, config: DiscoveryConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from transferlab.efficiency.collect import FULL_DATA
+from transferlab.finetuning.methods import all_methods
 
 LEVELS = (0.9, 0.95)
 GROUP = ["model", "dataset", "method"]
@@ -23,12 +24,6 @@ TABLE_COLUMNS = [
     "runs",
     "seeds",
 ]
-METHOD_LABELS = {
-    "lora": "LoRA",
-    "qlora": "QLoRA",
-    "full": "full fine-tuning",
-    "linear_probe": "linear probe",
-}
 METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 # A mean this close below a level still reaches it (float noise in value * level).
 _TOLERANCE = 1e-9
@@ -39,7 +34,9 @@ def level_column(level: float) -> str:
 
 
 def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    """The method's display name from the table (its name where no method is called so)."""
+    known = {m.name: m.display_name for m in all_methods()}
+    return known.get(method, method)
 
 
 def size_order(n_per_class: int | str) -> float:

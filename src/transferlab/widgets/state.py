@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from transferlab.errors import TransferlabError
+from transferlab.finetuning.methods import DEFAULT_METHOD, all_methods
 from transferlab.registry import Registry
 from transferlab.search import (
     SearchFilters,
@@ -20,8 +21,12 @@ from transferlab.search import (
 )
 
 ANY = "any"
-# Catalog `finetune` keys that are not template parameters of the same name.
-_NOT_TEMPLATE_KEYS = {"methods", "full_learning_rate", "linear_probe_learning_rate"}
+
+
+def _not_template_keys() -> set[str]:
+    """Catalog `finetune` keys that are not template parameters of the same name: the listed
+    methods and each method's learning-rate key (other than `learning_rate` itself)."""
+    return {"methods", *(m.catalog_learning_rate_key for m in all_methods())} - {"learning_rate"}
 
 
 @dataclass
@@ -138,7 +143,7 @@ def finetune_parameters(
     registry: Registry,
     version_ref: str,
     extra: dict[str, Any] | None = None,
-    method: str = "lora",
+    method: str = DEFAULT_METHOD,
 ) -> dict[str, Any]:
     """Parameters of the finetune template: the base version plus its recommended settings.
 
@@ -160,7 +165,7 @@ def finetune_parameters(
     known = template_parameters(path)
     params: dict[str, Any] = {"base": version.version_id, "method": method}
     for key, value in block.items():
-        if key in _NOT_TEMPLATE_KEYS or key not in known or value is None:
+        if key in _not_template_keys() or key not in known or value is None:
             continue
         params[key] = value
     rate = block.get(CATALOG_LEARNING_RATE_KEYS.get(method, "learning_rate"))
