@@ -14,6 +14,7 @@ from transferlab.errors import TransferlabError
 
 def build_parser() -> argparse.ArgumentParser:
     from transferlab.cli import (
+        method_commands,
         model_commands,
         promotion_commands,
         registry_commands,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_commands.add_commands(commands, common)
     run_commands.add_commands(commands, common)
     model_commands.add_commands(commands, common)
+    method_commands.add_commands(commands, common)
     promotion_commands.add_commands(commands, common)
     sweep_commands.add_commands(commands, common)
     return parser

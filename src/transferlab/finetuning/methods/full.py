@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class FullFinetuning(FinetuneMethod):
     name = "full"
     display_name = "full fine-tuning"
-    description = "every weight trained; a complete model (largest, slowest, needs more data)"
+    description = "every weight trained; a complete model (the largest to store)"
     default_learning_rate = 5e-5
     catalog_learning_rate_key = "full_learning_rate"
     version_kind = "full"

@@ -158,9 +158,17 @@ def _load_entry_points() -> None:
 
 
 def _instantiate(method: Any) -> FinetuneMethod:
-    instance = method() if isinstance(method, type) else method
-    _check(instance)
-    return instance
+    if isinstance(method, type):
+        try:
+            method = method()
+        except TypeError as exc:  # an abstract call left out, or required arguments
+            raise TransferlabError(
+                f"The fine-tuning method {method.__module__}.{method.__qualname__} cannot be "
+                f"created: {exc}.",
+                "Implement prepare, save and load; the class is created without arguments.",
+            ) from exc
+    _check(method)
+    return method
 
 
 def _register(method: type[FinetuneMethod] | FinetuneMethod, *, origin: str) -> FinetuneMethod:
