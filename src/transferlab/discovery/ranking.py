@@ -79,6 +79,7 @@ def rank_table(outcomes: list[Outcome], max_latency_ms: float | None = None) -> 
             f"{score.folds}-fold CV accuracy {spread}; {score.latency_p50_ms:.1f} ms per text "
             f"({score.latency_source})"
             + (f", over max_latency_ms={max_latency_ms:g}" if too_slow else "")
+            + (f"; {score.pooling}" if score.pooling else "")
         )
 
     def key(outcome: Outcome) -> tuple:

@@ -1,5 +1,6 @@
-"""Cheap scores of a candidate on the user's own examples: frozen mean-pooled embeddings, a
-logistic regression cross-validated on them, and the batch-1 latency on this machine.
+"""Cheap scores of a candidate on the user's own examples: frozen pooled embeddings (the
+encoder's own pooling, transferlab.models.embedding), the standard probe cross-validated on
+them (transferlab.models.probe, the probe linear_probe trains), and the batch-1 latency here.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import numpy as np
 
 from transferlab.errors import DataError
 from transferlab.finetuning import sources
+from transferlab.models import embedding
+from transferlab.models.embedding import Encoder
+from transferlab.models.probe import MAX_FOLDS, fit_probe
 from transferlab.profiling import model_inputs, percentile, timed_runs
-from transferlab.quiet import quiet_transformers
 from transferlab.registry import Registry
 
-MAX_FOLDS = 5
-EMBED_BATCH = 32
-MAX_LENGTH = 128
 LATENCY_CALLS = 10
 LATENCY_WARMUP = 2
 LATENCY_SEQ_LEN = 64  # what `transferlab profile` measures, so both sources compare
@@ -40,6 +40,8 @@ class Score:
     load_s: float
     embed_s: float
     cv_s: float
+    pooling: str = ""  # e.g. "mean pooling + L2 (sentence-transformers)"
+    probe_c: float | None = None  # the median C the probe chose over the training folds
 
     def metrics(self) -> dict[str, float]:
         """The numbers written to the registry's results table."""
@@ -74,98 +76,39 @@ def cv_folds(labels: Sequence[int]) -> int:
 def cross_validate_probe(
     embeddings: np.ndarray, labels: Sequence[int], seed: int = 0
 ) -> dict[str, float]:
-    """Stratified k-fold accuracy and macro-F1 (mean and sample std over folds) of a
-    standardised logistic regression on frozen embeddings."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_validate
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """Stratified k-fold accuracy and macro-F1 (mean and sample std over folds) of the standard
+    probe (transferlab.models.probe, as linear_probe fine-tunes it): its C is chosen inside each
+    training fold, so the held-out fold never helps pick it."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(labels)
     folds = cv_folds(y)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_validate(
-        probe, embeddings, y, cv=splitter, scoring=("accuracy", "f1_macro"), n_jobs=1
-    )
-    accuracy, macro_f1 = scores["test_accuracy"], scores["test_f1_macro"]
+    accuracy, macro_f1, chosen = [], [], []
+    for train, held in splitter.split(embeddings, y):
+        probe = fit_probe(embeddings[train], y[train], seed=seed)
+        predicted = probe.predict(embeddings[held])
+        accuracy.append(accuracy_score(y[held], predicted))
+        macro_f1.append(f1_score(y[held], predicted, average="macro"))
+        chosen.append(probe.C)
     return {
-        "cv_accuracy": float(accuracy.mean()),
-        "cv_accuracy_std": float(accuracy.std(ddof=1)),
-        "cv_macro_f1": float(macro_f1.mean()),
-        "cv_macro_f1_std": float(macro_f1.std(ddof=1)),
+        "cv_accuracy": float(np.mean(accuracy)),
+        "cv_accuracy_std": float(np.std(accuracy, ddof=1)),
+        "cv_macro_f1": float(np.mean(macro_f1)),
+        "cv_macro_f1_std": float(np.std(macro_f1, ddof=1)),
         "folds": folds,
+        "probe_c": float(np.median(chosen)),
     }
 
 
-def load_encoder(uri: str, what: str, device: str = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer): the bare encoder (AutoModel) of a version, in eval mode."""
-    from transformers import AutoModel
-
+def load_encoder(uri: str, what: str, device: str = "cpu") -> Encoder:
+    """The bare encoder (AutoModel) of a version in eval mode, with its tokenizer and pooling
+    (the folder's sentence-transformers pooling, else mean pooling, said in pooling.source)."""
     source = sources.source_from_uri(uri, what)
-    tokenizer = sources.load_tokenizer(source)
-    with sources.loading_errors(source, "model"), quiet_transformers():
-        model = AutoModel.from_pretrained(source.location, **sources.pretrained_options(source))
-    sources.align_pad_token(model, tokenizer)
-    return model.to(device).eval(), tokenizer
-
-
-def embed(
-    model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = EMBED_BATCH
-) -> np.ndarray:
-    """Mean-pooled last hidden states; texts sorted by length, each batch padded to its own
-    longest text."""
-    import torch
-
-    texts = [str(t) for t in texts]
-    limit = _max_length(model, tokenizer)
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
-    device = next(model.parameters()).device
-    keys = _forward_keys(model)
-    rows: np.ndarray | None = None
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chosen = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in chosen],
-                padding=True,
-                truncation=True,
-                max_length=limit,
-                return_tensors="pt",
-            ).to(device)
-            accepted = {k: v for k, v in batch.items() if keys is None or k in keys}
-            hidden = model(**accepted).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            values = pooled.float().cpu().numpy()
-            if rows is None:
-                rows = np.empty((len(texts), values.shape[1]), dtype=np.float32)
-            rows[chosen] = values
-    assert rows is not None
-    return rows
-
-
-def _forward_keys(model: Any) -> set[str] | None:
-    """The inputs the model's forward takes (None: it takes any keyword)."""
-    import inspect
-
-    accepted = inspect.signature(model.forward).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return None
-    return set(accepted)
-
-
-def _max_length(model: Any, tokenizer: Any) -> int:
-    limit = MAX_LENGTH
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta") else 0
-        limit = min(limit, positions - offset)
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and 0 < model_max < limit:
-        limit = model_max
-    return limit
+    options = sources.pretrained_options(source)
+    with sources.loading_errors(source, "model"):
+        return embedding.load_encoder(source.location, device=device, **options)
 
 
 def measure_latency_p50(model: Any, tokenizer: Any, calls: int = LATENCY_CALLS) -> float:
@@ -179,7 +122,7 @@ def measure_latency_p50(model: Any, tokenizer: Any, calls: int = LATENCY_CALLS) 
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
 
-    seq_len = min(LATENCY_SEQ_LEN, _max_length(model, tokenizer))
+    seq_len = min(LATENCY_SEQ_LEN, embedding.fitted_max_length(model, tokenizer))
     inputs = model_inputs(tokenizer, model, 1, seq_len, device)
     with torch.inference_mode():
         timed_runs(model, inputs, LATENCY_WARMUP, sync)
@@ -207,11 +150,13 @@ def score_candidate(
 ) -> Score:
     """Load the version's encoder, embed the examples, cross-validate a probe, time it."""
     started = time.perf_counter()
-    model, tokenizer = load_encoder(uri, version_id, device)
+    encoder = load_encoder(uri, version_id, device)
+    model, tokenizer = encoder.model, encoder.tokenizer
+    encoder_pooling = encoder.pooling.describe()
     load_s = time.perf_counter() - started
     try:
         started = time.perf_counter()
-        embeddings = embed(model, tokenizer, texts)
+        embeddings = embedding.embed(encoder, texts)
         embed_s = time.perf_counter() - started
         started = time.perf_counter()
         cv = cross_validate_probe(embeddings, labels, seed)
@@ -221,7 +166,7 @@ def score_candidate(
         if latency is None:
             latency, source = measure_latency_p50(model, tokenizer), "measured"
     finally:
-        del model
+        del model, encoder
         gc.collect()
     return Score(
         cv_accuracy=cv["cv_accuracy"],
@@ -234,4 +179,6 @@ def score_candidate(
         load_s=load_s,
         embed_s=embed_s,
         cv_s=cv_s,
+        pooling=encoder_pooling,
+        probe_c=cv["probe_c"],
     )
