@@ -26,8 +26,11 @@ from transferlab.finetuning.methods import (
     DEFAULT_METHOD,
     FinetuneMethod,
     all_methods,
+    auto,
     get_method,
+    method_names,
 )
+from transferlab.finetuning.methods.auto import AUTO, Choice
 from transferlab.registry import Registry
 from transferlab.registry.refs import validate_name
 
@@ -122,6 +125,8 @@ class ResolvedConfig:
     output_dir: Path
     registry_path: Path
     setting_sources: dict[str, str] = field(default_factory=dict)
+    # method 'auto': what it chose and why (`methods.auto.Choice.record`); None otherwise.
+    auto: dict[str, Any] | None = None
 
     @property
     def finetune_method(self) -> FinetuneMethod:
@@ -136,8 +141,10 @@ class ResolvedConfig:
         params = {
             key: _describe(getattr(self, key))
             for key in self.__dataclass_fields__
-            if key not in ("base", "setting_sources")
+            if key not in ("base", "setting_sources", "auto")
         }
+        if self.auto is not None:
+            params["auto"] = dict(self.auto)
         params.update(
             base=self.base.ref,
             base_version_id=self.base.version_id,
@@ -168,25 +175,37 @@ def resolve_config(
     """Fill in and validate every setting; loads no weights (reads configs only)."""
     registry = registry or Registry(config.registry)
     method = get_method(config.method)
-    device = method.check_environment()
+    if method.name != AUTO:
+        device = method.check_environment()
     report_to = _check_report_to(config.report_to)
     train, validation, test = _check_data_sources(config)
     _check_numbers(config)
     base = resolve_base(config.base, registry)
     sources.require_classification_head(base.model_type, f"Base model {base.ref}", base.task)
+    choice = _choose_method(config, base) if method.name == AUTO else None
+    if choice is not None:
+        method = get_method(choice.method)
+        device = method.check_environment()
     block = base.finetune or {}
     setting_sources: dict[str, str] = {}
+    unused = set(getattr(method, "unused_settings", ()))
+    unused_reason = str(getattr(method, "unused_reason", f"not used by {method.name}"))
 
     def pick(key: str, catalog_key: str | None = None, default: Any = None) -> Any:
         given = getattr(config, key)
+        if key in unused:  # kept (and checked) at its value, but the method ignores it
+            setting_sources[key] = unused_reason
+        elif choice is not None and key in choice.settings:
+            setting_sources[key] = "auto"
+            return choice.settings[key]
         if given is not None:
-            setting_sources[key] = "config"
+            setting_sources.setdefault(key, "config")
             return given
         catalog_value = block.get(catalog_key or key)
         if catalog_value is not None:
-            setting_sources[key] = "catalog"
+            setting_sources.setdefault(key, "catalog")
             return catalog_value
-        setting_sources[key] = "default"
+        setting_sources.setdefault(key, "default")
         return default if default is not None else GENERAL_DEFAULTS.get(key)
 
     learning_rate = float(
@@ -199,6 +218,27 @@ def resolve_config(
     target_modules = resolve_target_modules(pick("target_modules"), base) if adapter else None
     max_length = int(pick("max_length"))
     check_max_length(max_length, base)
+    batch_size = int(pick("batch_size"))
+    if choice is not None and choice.scaled_schedule:
+        from transferlab.finetuning.methods.schedule import scaled_epochs  # comes with lp_ft
+
+        epochs = float(scaled_epochs(choice.n_train, batch_size))
+        choice.settings["epochs"] = epochs
+        setting_sources["epochs"] = "auto: scaled step schedule (methods/schedule.py)"
+    else:
+        epochs = float(pick("epochs"))
+    max_steps = config.max_steps
+    early_stopping_patience = config.early_stopping_patience or None
+    for key in ("max_steps", "early_stopping_patience"):
+        if key in unused:
+            setting_sources[key] = unused_reason
+        elif choice is not None and key in choice.settings:
+            setting_sources[key] = "auto"
+    if choice is not None and "early_stopping_patience" in choice.settings:
+        early_stopping_patience = choice.settings["early_stopping_patience"]
+    for key in ("weight_decay", "warmup_ratio", "group_by_length"):
+        if key in unused:
+            setting_sources[key] = unused_reason
     name = validate_name(
         config.name or _default_name(base.model_name, dataset_name(train), method.name),
         "name for the fine-tuned model",
@@ -224,12 +264,12 @@ def resolve_config(
         lora_dropout=lora_dropout,
         target_modules=target_modules,
         learning_rate=learning_rate,
-        epochs=float(pick("epochs")),
-        max_steps=config.max_steps,
-        batch_size=int(pick("batch_size")),
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
         max_length=max_length,
         seed=int(config.seed),
-        early_stopping_patience=config.early_stopping_patience or None,
+        early_stopping_patience=early_stopping_patience,
         weight_decay=float(config.weight_decay),
         warmup_ratio=float(config.warmup_ratio),
         group_by_length=config.group_by_length,
@@ -241,9 +281,55 @@ def resolve_config(
         output_dir=output_dir,
         registry_path=registry.path,
         setting_sources=setting_sources,
+        auto=choice.record() if choice is not None else None,
     )
     _check_resolved_numbers(resolved)
     return resolved
+
+
+def _choose_method(config: FinetuneConfig, base: BaseModel) -> Choice:
+    """`method: auto` -> the concrete method and settings (`methods.auto.choose`), from the
+    training examples per class of the sample this run will draw (the data is read here; no
+    weights are loaded)."""
+    from transferlab.data import load_splits
+
+    splits = load_splits(
+        config.train if config.train is not None else config.data,
+        validation=config.validation,
+        test=config.test,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        label_names=config.label_names,
+        test_fraction=0.0 if config.test is not None else config.test_fraction,
+        validation_fraction=0.0 if config.validation is not None else config.validation_fraction,
+        n_per_class=config.n_per_class,
+        n_train=config.n_train,
+        seed=config.seed,
+    )
+    counts = auto.count_per_class(splits.train.labels, splits.label_names)
+    available = auto.FINETUNE in method_names()
+    blocked = _finetune_blocked(config, base) if available else None
+    choice = auto.choose(counts, finetune_available=available, finetune_blocked=blocked)
+    choice.n_train = len(splits.train)
+    # The scaled schedule, unless the request fixes the length (epochs are set once the batch
+    # size is resolved).
+    choice.scaled_schedule = (
+        choice.method == auto.FINETUNE and config.epochs is None and config.max_steps is None
+    )
+    return choice
+
+
+def _finetune_blocked(config: FinetuneConfig, base: BaseModel) -> str | None:
+    """Why auto's fine-tuning method cannot run on this base or machine (None: it can)."""
+    method = get_method(auto.FINETUNE)
+    try:
+        method.check_environment()
+        modules = resolve_target_modules(config.target_modules, base)
+    except TransferlabError as exc:
+        return exc.problem
+    if not modules:
+        return f"LoRA finds no modules to adapt in {base.ref} ({base.model_type})"
+    return None
 
 
 def _check_report_to(report_to: str | None) -> str:

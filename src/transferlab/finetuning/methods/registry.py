@@ -130,14 +130,18 @@ def _load_built_ins() -> None:
     if _state["built_ins"]:
         return
     _state["built_ins"] = True
+    from transferlab.finetuning.methods.auto import AutoMethod
     from transferlab.finetuning.methods.full import FullFinetuning
     from transferlab.finetuning.methods.linear_probe import LinearProbe
     from transferlab.finetuning.methods.lora import LoRA
+    from transferlab.finetuning.methods.lp_ft import LPFT
     from transferlab.finetuning.methods.qlora import QLoRA
 
     # This order is the order of every listing and of "Use one of: ..." messages.
-    for method in (LoRA, FullFinetuning, LinearProbe, QLoRA):
+    for method in (LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT):
         _register(method, origin=BUILT_IN)
+    # 'auto' names no weights: config resolution replaces it by the method it chooses.
+    _register(AutoMethod, origin=BUILT_IN)
 
 
 def _load_entry_points() -> None:
