@@ -1,6 +1,7 @@
 """Using registered versions: load one (through the fine-tuning method that saved it: base +
 adapter, or a complete model), predict labels, and merge an adapter into a standalone model
-whose predictions match it.
+whose predictions match it (a pooled head's adapter: a complete pooled model, see
+finetuning/methods/pooled.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 
 from transferlab.errors import TransferlabError
 from transferlab.finetuning import artifacts, sources
-from transferlab.finetuning.methods import method_for_version
+from transferlab.finetuning.methods import method_for_version, pooled
+from transferlab.finetuning.methods.base import base_source
 from transferlab.finetuning.metrics import softmax
 from transferlab.quiet import quiet_transformers
 from transferlab.registry import Registry, VersionRecord
@@ -141,15 +143,28 @@ def merge(
     loaded = load_version_model(registry, version, device="cpu", quantized=False)
     probe = _probe_texts()
     expected = loaded.logits(probe)
-    model = loaded.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    adapter = sources.source_from_uri(version.uri, version.ref)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
-    loaded.tokenizer.save_pretrained(str(folder))
-    artifacts.require_no_pickles(folder)
-    with quiet_transformers(), sources.progress_bars(False):
-        reloaded = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    if pooled.is_pooled_folder(adapter.location):
+        # A PooledClassifier's adapter: the merged encoder + the head files (+ the base's
+        # sentence-transformers files), loaded back as a complete pooled model.
+        base = base_source(registry, version)
+        with sources.progress_bars(False):
+            model = pooled.load_pooled_adapter(adapter.location, base, "cpu", merge=True)
+        pooled.save_complete(model, folder, base.location if base.is_local else None)
+        loaded.tokenizer.save_pretrained(str(folder))
+        artifacts.require_no_pickles(folder)
+        with sources.progress_bars(False):
+            reloaded = pooled.load_complete_pooled(folder, "cpu")
+    else:
+        model = loaded.model
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(str(folder))
+        loaded.tokenizer.save_pretrained(str(folder))
+        artifacts.require_no_pickles(folder)
+        with quiet_transformers(), sources.progress_bars(False):
+            reloaded = AutoModelForSequenceClassification.from_pretrained(str(folder))
     check = LoadedVersion(
         version, reloaded.eval(), loaded.tokenizer, loaded.label_names, loaded.max_length, "cpu"
     )

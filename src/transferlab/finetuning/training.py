@@ -48,6 +48,8 @@ class TrainingOutcome:
     group_by_length: bool
     best_step: int | None = None
     quantization: dict[str, Any] | None = field(default=None)
+    # What the method adds to the version's metadata (a pooled head's pooling, LP-FT's probe).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class PaddingCounter:
@@ -166,7 +168,7 @@ def _trainer_class() -> type:
     return CountingTrainer
 
 
-def _best_weights_callback(patience: int | None) -> Any:
+def _best_weights_callback(patience: int | None, restore: bool = True) -> Any:
     from transformers import TrainerCallback
 
     class BestWeights(TrainerCallback):
@@ -202,7 +204,7 @@ def _best_weights_callback(patience: int | None) -> Any:
                 control.should_training_stop = True
 
         def on_train_end(self, args, state, control, model=None, **kwargs):
-            if self.best_state is None or model is None:
+            if not restore or self.best_state is None or model is None:
                 return
             import torch
 
@@ -240,12 +242,19 @@ def train_with_trainer(
     progress: bool = True,
     callbacks: list[Any] | None = None,
     trainer_options: dict[str, Any] | None = None,
+    prepared: tuple[Any, Any, list[str]] | None = None,
+    head_learning_rate: float | None = None,
+    keep_best: bool = True,
 ) -> TrainingOutcome:
     """Load (`method.prepare`), train, keep the best validation checkpoint, and evaluate
     every split.
 
     `callbacks` are extra Trainer callbacks (an experiment tracker's); `trainer_options` extra
-    TrainingArguments (QLoRA's precision).
+    TrainingArguments (QLoRA's precision). `prepared`: (model, tokenizer, head modules) the
+    method built already (instead of `method.prepare`). `head_learning_rate`: the head
+    modules' parameters train at this rate, the rest at `resolved.learning_rate` (AdamW, two
+    parameter groups, the Trainer's warmup and decay on both). `keep_best=False` keeps the
+    last weights and stops no run early (the validation split is still evaluated).
     """
     import torch
     from transformers import DataCollatorWithPadding, set_seed
@@ -255,7 +264,7 @@ def train_with_trainer(
     with torch_threads(resolved.num_threads), sources.progress_bars(progress):
         set_seed(resolved.seed)
         started = time.perf_counter()
-        model, tokenizer, head = method.prepare(resolved, splits.label_names)
+        model, tokenizer, head = prepared or method.prepare(resolved, splits.label_names)
         timings["load_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -268,7 +277,8 @@ def train_with_trainer(
         grouping = _length_grouping(resolved, n_train)
         has_validation = splits.validation is not None
         counter = PaddingCounter(DataCollatorWithPadding(tokenizer))
-        best = _best_weights_callback(resolved.early_stopping_patience) if has_validation else None
+        patience = resolved.early_stopping_patience if keep_best else None
+        best = _best_weights_callback(patience, keep_best) if has_validation else None
         trainer_callbacks = [*([best] if best else []), *(callbacks or [])]
         with tempfile.TemporaryDirectory(prefix="transferlab-checkpoints-") as checkpoints:
             args = _training_arguments(
@@ -283,6 +293,7 @@ def train_with_trainer(
                 processing_class=tokenizer,
                 compute_metrics=_compute_metrics,
                 callbacks=trainer_callbacks,
+                optimizer_cls_and_kwargs=_two_rates(model, head, args, head_learning_rate),
             )
             trainer.padding_counter = counter
             if not progress:
@@ -338,8 +349,32 @@ def train_with_trainer(
             ),
         },
         group_by_length=grouping,
-        best_step=best.best_step if best else None,
+        best_step=best.best_step if best and keep_best else None,
     )
+
+
+def _two_rates(
+    model: Any, head: list[str], args: Any, head_learning_rate: float | None
+) -> tuple[type, dict[str, Any]] | None:
+    """AdamW with the head at its own learning rate (transformers 5's Trainer takes
+    `optimizer_cls_and_kwargs`; a `params` entry replaces its parameter groups, and its
+    scheduler scales each group's own rate)."""
+    if head_learning_rate is None:
+        return None
+    import torch
+
+    from transferlab.finetuning.methods.pooled import head_parameter_groups
+
+    groups = head_parameter_groups(model, head, args.learning_rate, head_learning_rate)
+    for group in groups:
+        group["weight_decay"] = args.weight_decay
+    options = {
+        "params": groups,
+        "lr": args.learning_rate,
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "eps": args.adam_epsilon,
+    }
+    return torch.optim.AdamW, options
 
 
 def _evaluate(
@@ -365,7 +400,7 @@ def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) ->
     inputs = dataset.remove_columns([c for c in ("labels",) if c in dataset.column_names])
     # Batches of similar lengths pad little; the logits go back to the data's order after.
     order = np.argsort([len(ids) for ids in inputs["input_ids"]], kind="stable")
-    logits = np.zeros((len(inputs), model.config.num_labels), dtype=np.float32)
+    logits: np.ndarray | None = None
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
@@ -375,8 +410,18 @@ def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) ->
                 dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)
             ]
             batch = collator(features).to(device)
-            logits[indices] = model(**batch).logits.float().cpu().numpy()
+            values = model(**batch).logits.float().cpu().numpy()
+            if logits is None:  # width from the output: a pooled head's config is the encoder's
+                logits = np.zeros((len(inputs), values.shape[1]), dtype=np.float32)
+            logits[indices] = values
+    if logits is None:
+        return np.zeros((0, _num_labels(model)), dtype=np.float32)
     return logits
+
+
+def _num_labels(model: Any) -> int:
+    count = getattr(model, "num_labels", None)
+    return int(count) if isinstance(count, int) else int(model.config.num_labels)
 
 
 def _history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,7 +1,12 @@
 """Full fine-tuning: every weight trained; saved and loaded as a complete transformers model.
 
 Its `load` also reads every complete model the registry holds (merged versions, imported
-fine-tuned checkpoints): it owns the complete-model layout."""
+fine-tuned checkpoints): it owns the complete-model layout.
+
+On a base with a sentence-transformers pooling config the head is a `PooledClassifier`'s (the
+encoder's pooling + normalisation + a linear layer, zero-initialised, at its own learning
+rate): the encoder is saved as a transformers folder with head.safetensors + head.json (and
+the base's sentence-transformers files) beside it, and loaded with `PooledClassifier.load`."""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from transferlab.errors import TransferlabError
 from transferlab.finetuning import sources
 from transferlab.finetuning.artifacts import SavedModel
+from transferlab.finetuning.methods import pooled
 from transferlab.finetuning.methods.base import FinetuneMethod, load_for_training, version_labels
 from transferlab.quiet import quiet_transformers
 
 if TYPE_CHECKING:
+    from transferlab.data import DataSplits
     from transferlab.finetuning.config import ResolvedConfig
     from transferlab.finetuning.training import TrainingOutcome
     from transferlab.registry import Registry, VersionRecord
@@ -31,19 +38,61 @@ class FullFinetuning(FinetuneMethod):
     title = "Full"
 
     def prepare(self, resolved: ResolvedConfig, label_names: list[str]) -> tuple[Any, Any, list]:
-        model, tokenizer, head = load_for_training(resolved, label_names)
+        pooling = pooled.base_pooling(resolved)
+        if pooling is not None:
+            model, tokenizer = pooled.build_pooled(resolved, label_names, pooling)
+            head = pooled.HEAD
+        else:
+            model, tokenizer, head = load_for_training(resolved, label_names)
         for parameter in model.parameters():
             parameter.requires_grad = True
         return model, tokenizer, head
 
+    def train(
+        self,
+        resolved: ResolvedConfig,
+        splits: DataSplits,
+        *,
+        progress: bool = True,
+        callbacks: list[Any] | None = None,
+    ) -> TrainingOutcome:
+        """The Trainer path; a pooled head (zero-initialised) at its own learning rate."""
+        from transferlab.finetuning.training import train_with_trainer
+
+        head_rate = None
+        if pooled.base_pooling(resolved) is not None:
+            head_rate = max(pooled.ZERO_HEAD_LEARNING_RATE, resolved.learning_rate)
+        outcome = train_with_trainer(
+            self,
+            resolved,
+            splits,
+            progress=progress,
+            callbacks=callbacks,
+            head_learning_rate=head_rate,
+        )
+        if head_rate is not None:
+            outcome.details["head_learning_rate"] = head_rate
+        return outcome
+
     def save(self, outcome: TrainingOutcome, folder: Path, metadata: dict[str, Any]) -> SavedModel:
         folder.mkdir(parents=True, exist_ok=True)
-        outcome.model.save_pretrained(str(folder))
-        return self.saved(outcome, folder, metadata)
+        model = pooled.pooled_model(outcome.model)
+        if model is not None:
+            base = sources.source_from_uri(metadata.get("base_uri"), "the base")
+            pooled.save_complete(model, folder, base.location if base.is_local else None)
+            metadata = {**metadata, **pooled.pooled_metadata(model)}
+        else:
+            outcome.model.save_pretrained(str(folder))
+        return self.saved(outcome, folder, {**metadata, **outcome.details})
 
     def load(
         self, registry: Registry, version: VersionRecord, device: str, quantized: bool | None
     ) -> tuple[Any, Any, list[str]]:
+        source = sources.source_from_uri(version.uri, version.ref)
+        if source.is_local and pooled.is_pooled_folder(source.location):
+            model = pooled.load_complete_pooled(source.location, device)
+            labels = version_labels(version) or list(model.label_names)
+            return model, sources.load_tokenizer(source), labels
         model, tokenizer, labels = load_complete(version)
         model.to(device)
         return model, tokenizer, labels
