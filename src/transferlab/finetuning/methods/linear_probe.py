@@ -89,6 +89,7 @@ class LinearProbe(FinetuneMethod):
         apply."""
         import torch
 
+        from transferlab.finetuning import sources
         from transferlab.finetuning.metrics import classification_metrics, confusion
         from transferlab.finetuning.training import TrainingOutcome, _peak_rss_mb, torch_threads
         from transferlab.models.embedding import embed, load_encoder
@@ -99,11 +100,14 @@ class LinearProbe(FinetuneMethod):
         timings: dict[str, float] = {}
         with torch_threads(resolved.num_threads):
             started = time.perf_counter()
-            encoder = load_encoder(
-                resolved.base.source.location,
-                device=resolved.device,
-                max_length=resolved.max_length,
-            )
+            source = resolved.base.source
+            with sources.loading_errors(source, "model"):
+                encoder = load_encoder(
+                    source.location,
+                    device=resolved.device,
+                    max_length=resolved.max_length,
+                    **sources.pretrained_options(source),
+                )
             timings["load_s"] = time.perf_counter() - started
 
             started = time.perf_counter()
@@ -207,7 +211,10 @@ class LinearProbe(FinetuneMethod):
                 "Register versions through transferlab.finetune, which records them.",
             )
         base = base_source(registry, version)
-        model = PooledClassifier.load(folder, base.location).to(device)
+        with sources.loading_errors(base, "model"):
+            model = PooledClassifier.load(
+                folder, base.location, **sources.pretrained_options(base)
+            ).to(device)
         tokenizer = adapter_tokenizer(sources.source_from_uri(str(folder), version.ref), base)
         return model, tokenizer, labels
 
