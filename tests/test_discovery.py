@@ -150,13 +150,13 @@ def test_discover_scores_records_and_recommends(registry):
 
     rec = recommendation(registry, result.run_id)
     assert rec == result.recommendation
-    assert rec["base"] == f"{TINY}:1" and rec["method"] == "lora"
+    assert rec["base"] == f"{TINY}:1" and rec["method"] == "auto"  # the default: LP-FT here
     assert rec["learning_rate"] == 2e-3 and rec["target_modules"] == ["query", "value"]
     assert rec["lora_r"] == 8 and rec["max_length"] == 128
     assert "data" not in rec  # the sample data: the finetune template's own default
 
     command = finetune_command(rec)
-    assert command.startswith(f"transferlab run finetune -p base {TINY}:1 -p method lora")
+    assert command.startswith(f"transferlab run finetune -p base {TINY}:1 -p method auto")
     assert parse_cli_value("[query, value]") == ["query", "value"]
     figures = result.figures()
     assert figures["score_vs_latency"].data[0].x[0] == pytest.approx(row["latency_p50_ms"])

@@ -122,7 +122,7 @@ def test_use_this_model_fills_the_finetune_parameters(picker):
     params = picker.finetune_parameters
     assert params == {
         "base": "all-MiniLM-L6-v2:2",
-        "method": "lora",
+        "method": "auto",  # the default method
         "batch_size": 8,
         "epochs": 5,
         "learning_rate": 0.002,

@@ -46,7 +46,8 @@ def pick_method(finetune_block: dict[str, Any] | None) -> str:
     """The default method unless the model's catalog entry lists other methods only."""
     listed = list((finetune_block or {}).get("methods") or [])
     for method in preferred_methods():
-        if not listed or method in listed:
+        # 'auto' is no training method a catalog lists: it resolves to one at the run
+        if not listed or method in listed or method == "auto":
             return method
     return DEFAULT_METHOD
 

@@ -156,7 +156,7 @@ def finetune_parameters(
     version = registry.resolve(version_ref)
     block = registry.get_model(version.model_name).get("finetune") or {}
     methods = block.get("methods")
-    if methods and method not in methods:
+    if methods and method not in methods and method != "auto":  # auto resolves to one later
         raise TransferlabError(
             f"{version.model_name} does not recommend method {method!r}.",
             f"Its catalog entry lists: {', '.join(methods)}.",

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from transferlab.registry import VersionRecord
 
 ENTRY_POINT_GROUP = "transferlab.methods"
-DEFAULT_METHOD = "lora"
+DEFAULT_METHOD = "auto"
 BUILT_IN = "built-in"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -137,11 +137,10 @@ def _load_built_ins() -> None:
     from transferlab.finetuning.methods.lp_ft import LPFT
     from transferlab.finetuning.methods.qlora import QLoRA
 
-    # This order is the order of every listing and of "Use one of: ..." messages.
-    for method in (LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT):
+    # This order is the order of every listing and of "Use one of: ..." messages; the default
+    # first ('auto' names no weights: config resolution replaces it by the method it chooses).
+    for method in (AutoMethod, LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT):
         _register(method, origin=BUILT_IN)
-    # 'auto' names no weights: config resolution replaces it by the method it chooses.
-    _register(AutoMethod, origin=BUILT_IN)
 
 
 def _load_entry_points() -> None:
