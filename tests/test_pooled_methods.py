@@ -55,6 +55,7 @@ def _config(base: Path, **overrides) -> FinetuneConfig:
         base=str(base),
         train=sample_data_path("train"),
         test=sample_data_path("test"),
+        method="lora",
         n_per_class=6,
         validation_fraction=0.1,
         max_length=32,
