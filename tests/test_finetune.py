@@ -195,15 +195,15 @@ def test_a_linear_probe_trains_only_the_head(workspace, trained, tiny_bert_dir):
     version = registry.resolve(result.ref)
     assert (version.kind, version.metadata["adapter_format"]) == ("adapter", "head")
     assert result.resources["trainable_parameters"] == 32 * 5 + 5  # classifier weight + bias
-    assert set(load_file(result.output_dir / "head.safetensors")) == {
-        "classifier.weight",
-        "classifier.bias",
-    }
+    # the standard probe's head alone (head.json says how to pool); the encoder is the base's
+    assert set(load_file(result.output_dir / "head.safetensors")) == {"weight", "bias"}
+    assert (result.output_dir / "head.json").is_file()
+    assert result.resources["steps"] == 0 and result.resources["probe"]["folds"] == 5
     loaded = load_version_model(registry, result.ref)
     base_weights = load_file(tiny_bert_dir / "model.safetensors")
     encoder = dict(loaded.model.named_parameters())
     key = "encoder.layer.0.attention.self.query.weight"
-    assert np.array_equal(encoder[f"bert.{key}"].detach().numpy(), base_weights[key].numpy())
+    assert np.array_equal(encoder[f"encoder.{key}"].detach().numpy(), base_weights[key].numpy())
 
 
 @pytest.mark.parametrize("method", ["lora", "full", "linear_probe"])
@@ -315,7 +315,7 @@ def test_one_class_training_data_fails_the_template_run_and_registers_nothing(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"method": "adapters"}, "Use one of: lora, full, linear_probe, qlora"),
+        ({"method": "adapters"}, "Use one of: auto, lora, full, linear_probe, qlora, lp_ft"),
         ({"data": sample_data_path("train")}, "Both data= and train= are set"),
         ({"n_train": 20}, "Both n_per_class=6 and n_train=20"),
         ({"learning_rate": -1.0}, "Invalid learning_rate"),
@@ -417,7 +417,7 @@ def test_settings_come_from_the_call_then_the_catalog_then_the_method(tmp_path, 
         "epochs": 3,
     }
     base = _register_tiny(registry, tiny_bert_dir, finetune=block)
-    plain = FinetuneConfig(base=base.ref, data=sample_data_path("train"))
+    plain = FinetuneConfig(base=base.ref, data=sample_data_path("train"), method="lora")
     lora = resolve_config(plain, registry)
     assert (lora.learning_rate, lora.lora_r, lora.target_modules) == (1e-3, 4, ["query"])
     assert (lora.batch_size, lora.epochs, lora.max_length, lora.lora_alpha) == (4, 3.0, 128, 16.0)

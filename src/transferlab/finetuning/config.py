@@ -324,7 +324,9 @@ def _finetune_blocked(config: FinetuneConfig, base: BaseModel) -> str | None:
     method = get_method(auto.FINETUNE)
     try:
         method.check_environment()
-        modules = resolve_target_modules(config.target_modules, base)
+        # Whether LoRA fits the base at all; target_modules the request names are checked
+        # (and refused if wrong) when lp_ft's settings are resolved.
+        modules = resolve_target_modules("auto", base)
     except TransferlabError as exc:
         return exc.problem
     if not modules:

@@ -51,8 +51,9 @@ class LinearProbe(FinetuneMethod):
         "frozen encoder: pooled embeddings + logistic regression (C by CV), no training loop; "
         "a head file"
     )
-    # Not used (no gradient steps); kept because every method declares one.
-    default_learning_rate = 1e-2
+    # Not used (no gradient steps; resolution says so); the former Trainer-trained head's value,
+    # kept because every method declares one.
+    default_learning_rate = 3e-2
     catalog_learning_rate_key = "linear_probe_learning_rate"
     version_kind = "adapter"
     adapter_format = "head"
