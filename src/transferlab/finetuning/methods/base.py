@@ -80,7 +80,22 @@ class FinetuneMethod(ABC):
         `prepare` returns. `callbacks` are extra Trainer callbacks (an experiment tracker's)."""
         from transferlab.finetuning.training import train_with_trainer
 
-        return train_with_trainer(self, resolved, splits, progress=progress, callbacks=callbacks)
+        head_rate = self.head_learning_rate(resolved)
+        outcome = train_with_trainer(
+            self,
+            resolved,
+            splits,
+            progress=progress,
+            callbacks=callbacks,
+            head_learning_rate=head_rate,
+        )
+        if head_rate is not None:
+            outcome.details["head_learning_rate"] = head_rate
+        return outcome
+
+    def head_learning_rate(self, resolved: ResolvedConfig) -> float | None:
+        """A learning rate of its own for the head modules, or None: one rate for all."""
+        return None
 
     @abstractmethod
     def save(self, outcome: TrainingOutcome, folder: Path, metadata: dict[str, Any]) -> SavedModel:

@@ -26,7 +26,6 @@ from transferlab.finetuning.methods.base import (
 from transferlab.quiet import quiet_transformers
 
 if TYPE_CHECKING:
-    from transferlab.data import DataSplits
     from transferlab.finetuning.config import ResolvedConfig
     from transferlab.finetuning.training import TrainingOutcome
     from transferlab.registry import Registry, VersionRecord
@@ -54,31 +53,9 @@ class LoRA(FinetuneMethod):
         model, tokenizer, head = load_for_training(resolved, label_names)
         return with_lora(model, resolved, head), tokenizer, head
 
-    def train(
-        self,
-        resolved: ResolvedConfig,
-        splits: DataSplits,
-        *,
-        progress: bool = True,
-        callbacks: list[Any] | None = None,
-    ) -> TrainingOutcome:
-        """The Trainer path; a pooled head (zero-initialised) at its own learning rate."""
-        from transferlab.finetuning.training import train_with_trainer
-
-        head_rate = None
-        if pooled.base_pooling(resolved) is not None:
-            head_rate = max(pooled.ZERO_HEAD_LEARNING_RATE, resolved.learning_rate)
-        outcome = train_with_trainer(
-            self,
-            resolved,
-            splits,
-            progress=progress,
-            callbacks=callbacks,
-            head_learning_rate=head_rate,
-        )
-        if head_rate is not None:
-            outcome.details["head_learning_rate"] = head_rate
-        return outcome
+    def head_learning_rate(self, resolved: ResolvedConfig) -> float | None:
+        """A pooled head starts at zero and needs a larger step than the body."""
+        return pooled.zero_head_learning_rate(resolved)
 
     def save(self, outcome: TrainingOutcome, folder: Path, metadata: dict[str, Any]) -> SavedModel:
         folder.mkdir(parents=True, exist_ok=True)

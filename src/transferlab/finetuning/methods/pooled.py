@@ -35,6 +35,13 @@ def base_pooling(resolved: ResolvedConfig) -> Pooling | None:
     return pooling_of(resolved.base.source.location)
 
 
+def zero_head_learning_rate(resolved: ResolvedConfig) -> float | None:
+    """On a pooled base, the freshly initialised head's own (larger) rate; else None."""
+    if base_pooling(resolved) is None:
+        return None
+    return max(ZERO_HEAD_LEARNING_RATE, resolved.learning_rate)
+
+
 def build_pooled(
     resolved: ResolvedConfig, label_names: list[str], pooling: Pooling | None = None
 ) -> tuple[Any, Any]:
