@@ -172,7 +172,10 @@ def sentence_model() -> Any:
 def embed(texts: list[str], model: Any | None = None) -> np.ndarray:
     model = model or sentence_model()
     return model.encode(
-        list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False,
+        list(texts),
+        batch_size=64,
+        normalize_embeddings=True,
+        show_progress_bar=False,
         convert_to_numpy=True,
     )
 
@@ -235,7 +238,9 @@ class MeanHeadModel:
         torch.manual_seed(seed)
         body = AutoModel.from_pretrained(str(minilm_dir()), add_pooling_layer=False)
         cfg = LoraConfig(
-            r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
+            r=LORA_R,
+            lora_alpha=LORA_ALPHA,
+            lora_dropout=LORA_DROPOUT,
             target_modules=["query", "value"],
         )
         self.body = get_peft_model(body, cfg)
@@ -272,8 +277,11 @@ class ClsModel:
             str(minilm_dir()), num_labels=classes
         )
         cfg = LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=LORA_R, lora_alpha=LORA_ALPHA,
-            lora_dropout=LORA_DROPOUT, target_modules=["query", "value"],
+            task_type=TaskType.SEQ_CLS,
+            r=LORA_R,
+            lora_alpha=LORA_ALPHA,
+            lora_dropout=LORA_DROPOUT,
+            target_modules=["query", "value"],
         )
         self.model = get_peft_model(model, cfg)
 
@@ -296,7 +304,11 @@ def encode_batch(texts: list[str]) -> dict[str, Any]:
 
 
 def train_loop(
-    model: Any, texts: np.ndarray, labels: np.ndarray, epochs: int, param_groups: list[dict],
+    model: Any,
+    texts: np.ndarray,
+    labels: np.ndarray,
+    epochs: int,
+    param_groups: list[dict],
     seed: int,
 ) -> int:
     import torch
@@ -352,8 +364,13 @@ def run_one(dataset: str, k: int, seed: int, method: str) -> dict[str, Any]:
     x_text, y = data["texts"][idx], data["labels"][idx]
     ev_text, ev_y = data["texts"][data["eval_idx"]], data["labels"][data["eval_idx"]]
     row: dict[str, Any] = {
-        "dataset": dataset, "k": k, "seed": seed, "method": method,
-        "classes": data["classes"], "n_train": int(len(y)), "n_eval": int(len(ev_y)),
+        "dataset": dataset,
+        "k": k,
+        "seed": seed,
+        "method": method,
+        "classes": data["classes"],
+        "n_train": int(len(y)),
+        "n_eval": int(len(ev_y)),
     }
     extra: dict[str, Any] = {}
     if method in ("probe", "probe_c1"):
@@ -408,9 +425,7 @@ def run_one(dataset: str, k: int, seed: int, method: str) -> dict[str, Any]:
     elif method == "lora_cls":
         t0 = time.perf_counter()
         model = ClsModel(data["classes"], seed)
-        steps = train_loop(
-            model, x_text, y, 5, [{"params": model.parameters(), "lr": 2e-3}], seed
-        )
+        steps = train_loop(model, x_text, y, 5, [{"params": model.parameters(), "lr": 2e-3}], seed)
         train_s = time.perf_counter() - t0
         pred = predict(model, ev_text)
         extra = {"steps": steps, "epochs": 5, "lr": 2e-3}
@@ -426,14 +441,23 @@ def run_one(dataset: str, k: int, seed: int, method: str) -> dict[str, Any]:
         full_steps = math.ceil(pairs / BATCH)
         max_steps = min(full_steps, SETFIT_MAX_STEPS)
         args = TrainingArguments(
-            batch_size=BATCH, num_epochs=1, num_iterations=SETFIT_ITERATIONS,
-            body_learning_rate=SETFIT_LR, max_steps=max_steps, seed=seed,
-            report_to="none", output_dir="/tmp/method_study_setfit", logging_strategy="no",
-            save_strategy="no", eval_strategy="no", show_progress_bar=False,
+            batch_size=BATCH,
+            num_epochs=1,
+            num_iterations=SETFIT_ITERATIONS,
+            body_learning_rate=SETFIT_LR,
+            max_steps=max_steps,
+            seed=seed,
+            report_to="none",
+            output_dir="/tmp/method_study_setfit",
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            show_progress_bar=False,
             max_length=MAX_LENGTH,
         )
         trainer = Trainer(
-            model=sf, args=args,
+            model=sf,
+            args=args,
             train_dataset=Dataset.from_dict({"text": x_text.tolist(), "label": y.tolist()}),
         )
         trainer.train_embeddings(*trainer.dataset_to_parameters(trainer.train_dataset))
@@ -441,8 +465,13 @@ def run_one(dataset: str, k: int, seed: int, method: str) -> dict[str, Any]:
         clf, c = fit_lr_cv(x, y, seed)
         train_s = time.perf_counter() - t0
         pred = clf.predict(embed(ev_text.tolist(), sf.model_body))
-        extra = {"C": c, "steps": max_steps, "pairs": pairs, "pairs_used": max_steps * BATCH,
-                 "lr": SETFIT_LR}
+        extra = {
+            "C": c,
+            "steps": max_steps,
+            "pairs": pairs,
+            "pairs_used": max_steps * BATCH,
+            "lr": SETFIT_LR,
+        }
     else:
         raise ValueError(method)
     row.update(scores(ev_y, pred))
@@ -458,8 +487,15 @@ def run_one(dataset: str, k: int, seed: int, method: str) -> dict[str, Any]:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "sentence-transformers", "peft", "scikit-learn",
-                "setfit", "datasets"):
+    for pkg in (
+        "torch",
+        "transformers",
+        "sentence-transformers",
+        "peft",
+        "scikit-learn",
+        "setfit",
+        "datasets",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -492,29 +528,39 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ):
         acc = np.array([r["accuracy"] for r in rs])
         f1 = np.array([r["macro_f1"] for r in rs])
-        out.append({
-            "dataset": ds, "k": k, "method": m, "classes": rs[0]["classes"],
-            "seeds": sorted(r["seed"] for r in rs),
-            "accuracy_mean": round(float(acc.mean()), 4),
-            "accuracy_std": round(float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, 4),
-            "macro_f1_mean": round(float(f1.mean()), 4),
-            "macro_f1_std": round(float(f1.std(ddof=1)) if len(f1) > 1 else 0.0, 4),
-            "train_s_mean": round(float(np.mean([r["train_s"] for r in rs])), 2),
-            "steps": rs[0].get("steps", 0),
-        })
+        out.append(
+            {
+                "dataset": ds,
+                "k": k,
+                "method": m,
+                "classes": rs[0]["classes"],
+                "seeds": sorted(r["seed"] for r in rs),
+                "accuracy_mean": round(float(acc.mean()), 4),
+                "accuracy_std": round(float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, 4),
+                "macro_f1_mean": round(float(f1.mean()), 4),
+                "macro_f1_std": round(float(f1.std(ddof=1)) if len(f1) > 1 else 0.0, 4),
+                "train_s_mean": round(float(np.mean([r["train_s"] for r in rs])), 2),
+                "steps": rs[0].get("steps", 0),
+            }
+        )
     return out
 
 
 def auto_choice(k: int, classes: int) -> str:
-    """The candidate `auto` rule being checked (edit with the evidence)."""
-    return AUTO_RULE(k, classes)
+    """The proposed `auto` rule (examples per class k, number of classes), measured for
+    2-6 classes and 8-64 per class (see the report in the commit / JSON):
 
-
-def _rule(k: int, classes: int) -> str:
-    return "probe"
-
-
-AUTO_RULE = _rule
+        classes >= 4 and k <= 8 -> lora_mean (zero-initialised mean-pool head, head lr 1e-2)
+        otherwise               -> lp_ft     (probe-initialised mean-pool head, head lr 2e-3)
+    both: LoRA r=8 on query/value, body lr 2e-3, batch 16, max_length 64, warmup 6 %, linear
+    decay, steps = epochs * ceil(n/16) with epochs = ceil(max(100, 10*ceil(n/16)) /
+    ceil(n/16)), at most 300 steps (n = k * classes).
+    Not measured for LoRA: more than 6 classes, fewer than 8 per class (the probe is the safe
+    fallback there), more than 64 per class.
+    """
+    if classes >= 4 and k <= 8:
+        return "lora_mean"
+    return "lp_ft"
 
 
 def check_rule(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -527,24 +573,36 @@ def check_rule(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ]
     out = []
     for (ds, k, classes), accs in cells.items():
-        ref = {m: a for m, a in accs.items() if m == "probe" or m.startswith("lora")}
+        ref = {
+            m: a for m, a in accs.items() if m == "probe" or m.startswith("lora") or m == "lp_ft"
+        }
         if not ref:
             continue
         pick = auto_choice(k, classes)
         best_m = max(ref, key=ref.get)
-        out.append({
-            "dataset": ds, "k": k, "classes": classes, "pick": pick,
-            "pick_accuracy": accs.get(pick), "best_probe_or_lora": best_m,
-            "best_accuracy": ref[best_m],
-            "gap_points": None if pick not in accs else round(100 * (accs[pick] - ref[best_m]), 2),
-            "compared": sorted(ref),
-        })
+        out.append(
+            {
+                "dataset": ds,
+                "k": k,
+                "classes": classes,
+                "pick": pick,
+                "pick_accuracy": accs.get(pick),
+                "best_probe_or_lora": best_m,
+                "best_accuracy": ref[best_m],
+                "gap_points": None
+                if pick not in accs
+                else round(100 * (accs[pick] - ref[best_m]), 2),
+                "compared": sorted(ref),
+            }
+        )
     return out
 
 
 def print_table(summary: list[dict[str, Any]]) -> None:
-    print(f"{'dataset':10} {'k':>3} {'C':>3} {'method':15} {'acc':>13} {'macroF1':>13} "
-          f"{'train_s':>8} {'steps':>5} seeds")
+    print(
+        f"{'dataset':10} {'k':>3} {'C':>3} {'method':15} {'acc':>13} {'macroF1':>13} "
+        f"{'train_s':>8} {'steps':>5} seeds"
+    )
     for s in summary:
         print(
             f"{s['dataset']:10} {s['k']:>3} {s['classes']:>3} {s['method']:15} "
@@ -623,8 +681,10 @@ def main() -> None:
             continue
         payload["runs"].append(row)
         save_json(args.out, payload)
-        log(f"{i + 1}/{len(tasks)} {ds} k={k} seed={seed} {m}: acc {row['accuracy']:.3f} "
-            f"f1 {row['macro_f1']:.3f} {row['train_s']:.1f}s steps {row.get('steps')}")
+        log(
+            f"{i + 1}/{len(tasks)} {ds} k={k} seed={seed} {m}: acc {row['accuracy']:.3f} "
+            f"f1 {row['macro_f1']:.3f} {row['train_s']:.1f}s steps {row.get('steps')}"
+        )
     save_json(args.out, payload)
     print_table(payload["summary"])
 
