@@ -511,7 +511,7 @@ def load_json(path: Path) -> dict[str, Any]:
 
 def save_json(path: Path, payload: dict[str, Any]) -> None:
     payload["summary"] = summarise(payload["runs"])
-    payload["auto_rule_check"] = check_rule(payload["summary"])
+    payload["auto_rule_check"] = check_rule(payload["runs"])
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
     tmp.replace(path)
@@ -547,54 +547,49 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def auto_choice(k: int, classes: int) -> str:
-    """The proposed `auto` rule (examples per class k, number of classes), measured for
-    2-6 classes and 8-64 per class (see the report in the commit / JSON):
+    """The proposed `auto` rule from examples per class k and number of classes (measured for
+    2-6 classes at 8 and 64 per class; see check_rule / "auto_rule_check" in the JSON):
 
-        classes >= 4 and k <= 8 -> lora_mean (zero-initialised mean-pool head, head lr 1e-2)
-        otherwise               -> lp_ft     (probe-initialised mean-pool head, head lr 2e-3)
+        n = k * classes < 32 -> lp_ft     (probe-initialised mean-pool head, head lr 2e-3)
+        otherwise            -> lora_mean (zero-initialised mean-pool head, head lr 1e-2)
     both: LoRA r=8 on query/value, body lr 2e-3, batch 16, max_length 64, warmup 6 %, linear
     decay, steps = epochs * ceil(n/16) with epochs = ceil(max(100, 10*ceil(n/16)) /
-    ceil(n/16)), at most 300 steps (n = k * classes).
-    Not measured for LoRA: more than 6 classes, fewer than 8 per class (the probe is the safe
-    fallback there), more than 64 per class.
+    ceil(n/16)), at most 300 steps.
+    Not measured for LoRA: more than 6 classes, fewer than 8 or more than 64 per class.
     """
-    if classes >= 4 and k <= 8:
-        return "lora_mean"
-    return "lp_ft"
+    if k * classes < 32:
+        return "lp_ft"
+    return "lora_mean"
 
 
-def check_rule(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per data set x k with all 3 seeds: the rule's pick against the best of {probe, LoRA}."""
-    cells: dict[tuple, dict[str, float]] = {}
-    for s in summary:
-        if len(s["seeds"]) >= 3:
-            cells.setdefault((s["dataset"], s["k"], s["classes"]), {})[s["method"]] = s[
-                "accuracy_mean"
-            ]
+def check_rule(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per data set x k: the rule's pick against every probe / LoRA method with >= 2 seeds,
+    each comparison on the seeds both have (gap in accuracy points, pick minus other)."""
+    acc: dict[tuple, dict[str, dict[int, float]]] = {}
+    for r in runs:
+        acc.setdefault((r["dataset"], r["k"], r["classes"]), {}).setdefault(r["method"], {})[
+            r["seed"]
+        ] = r["accuracy"]
     out = []
-    for (ds, k, classes), accs in cells.items():
-        ref = {
-            m: a for m, a in accs.items() if m == "probe" or m.startswith("lora") or m == "lp_ft"
-        }
-        if not ref:
-            continue
+    for (ds, k, classes), methods in acc.items():
         pick = auto_choice(k, classes)
-        best_m = max(ref, key=ref.get)
-        out.append(
-            {
-                "dataset": ds,
-                "k": k,
-                "classes": classes,
-                "pick": pick,
-                "pick_accuracy": accs.get(pick),
-                "best_probe_or_lora": best_m,
-                "best_accuracy": ref[best_m],
-                "gap_points": None
-                if pick not in accs
-                else round(100 * (accs[pick] - ref[best_m]), 2),
-                "compared": sorted(ref),
-            }
-        )
+        if pick not in methods:
+            continue
+        gaps = {}
+        for m, by_seed in methods.items():
+            if m == pick or not (m == "probe" or m.startswith("lora") or m == "lp_ft"):
+                continue
+            common = sorted(set(by_seed) & set(methods[pick]))
+            if len(common) < 2:
+                continue
+            gap = np.mean([methods[pick][s] - by_seed[s] for s in common])
+            gaps[m] = {"gap_points": round(100 * float(gap), 2), "seeds": common}
+        worst = min((g["gap_points"] for g in gaps.values()), default=None)
+        out.append({
+            "dataset": ds, "k": k, "classes": classes, "pick": pick,
+            "pick_accuracy_mean": round(float(np.mean(list(methods[pick].values()))), 4),
+            "pick_seeds": sorted(methods[pick]), "vs": gaps, "worst_gap_points": worst,
+        })
     return out
 
 
@@ -655,7 +650,10 @@ def main() -> None:
     if args.table_only:
         save_json(args.out, payload)
         print_table(payload["summary"])
-        print(json.dumps(payload["auto_rule_check"], indent=0))
+        for c in payload["auto_rule_check"]:
+            vs = ", ".join(f"{m} {g['gap_points']:+.2f}" for m, g in c["vs"].items())
+            print(f"rule {c['dataset']:8} k={c['k']:<3} -> {c['pick']:10} "
+                  f"{c['pick_accuracy_mean']:.3f}  gap vs: {vs}")
         return
     done = {(r["dataset"], r["k"], r["seed"], r["method"]) for r in payload["runs"]}
     deadline = float(args.deadline) if args.deadline else time.time() + 60 * args.stop_after_min
