@@ -585,11 +585,18 @@ def check_rule(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             gap = np.mean([methods[pick][s] - by_seed[s] for s in common])
             gaps[m] = {"gap_points": round(100 * float(gap), 2), "seeds": common}
         worst = min((g["gap_points"] for g in gaps.values()), default=None)
-        out.append({
-            "dataset": ds, "k": k, "classes": classes, "pick": pick,
-            "pick_accuracy_mean": round(float(np.mean(list(methods[pick].values()))), 4),
-            "pick_seeds": sorted(methods[pick]), "vs": gaps, "worst_gap_points": worst,
-        })
+        out.append(
+            {
+                "dataset": ds,
+                "k": k,
+                "classes": classes,
+                "pick": pick,
+                "pick_accuracy_mean": round(float(np.mean(list(methods[pick].values()))), 4),
+                "pick_seeds": sorted(methods[pick]),
+                "vs": gaps,
+                "worst_gap_points": worst,
+            }
+        )
     return out
 
 
@@ -652,8 +659,10 @@ def main() -> None:
         print_table(payload["summary"])
         for c in payload["auto_rule_check"]:
             vs = ", ".join(f"{m} {g['gap_points']:+.2f}" for m, g in c["vs"].items())
-            print(f"rule {c['dataset']:8} k={c['k']:<3} -> {c['pick']:10} "
-                  f"{c['pick_accuracy_mean']:.3f}  gap vs: {vs}")
+            print(
+                f"rule {c['dataset']:8} k={c['k']:<3} -> {c['pick']:10} "
+                f"{c['pick_accuracy_mean']:.3f}  gap vs: {vs}"
+            )
         return
     done = {(r["dataset"], r["k"], r["seed"], r["method"]) for r in payload["runs"]}
     deadline = float(args.deadline) if args.deadline else time.time() + 60 * args.stop_after_min
