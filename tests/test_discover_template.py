@@ -101,7 +101,7 @@ def test_output_notebook_has_the_table_charts_and_command(discover_run):
     text = "".join(o.get("text", "") for o in outputs) + "".join(
         o.get("data", {}).get("text/html", "") for o in outputs
     )
-    assert f"transferlab run finetune -p base {TINY}:1 -p method lora" in text
+    assert f"transferlab run finetune -p base {TINY}:1 -p method auto" in text
     assert "not runnable here" in text and "ranks first" in text
 
 

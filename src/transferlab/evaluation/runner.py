@@ -428,6 +428,8 @@ def _labels_of(version: VersionRecord) -> list[str] | None:
 def _inspect(registry: Registry, version: VersionRecord) -> _Candidate:
     """Can the version be scored for classification, and with which labels? (no weights read)"""
     from transferlab.finetuning import sources
+    from transferlab.finetuning.methods import pooled
+    from transferlab.models.heads import read_head_config
 
     labels = _labels_of(version)
     if version.kind == "adapter":
@@ -438,8 +440,16 @@ def _inspect(registry: Registry, version: VersionRecord) -> _Candidate:
             None,
             f"{version.ref} is an adapter without label names, so its head cannot be rebuilt.",
         )
+    source = sources.source_from_uri(version.uri, version.ref)
+    if source.is_local and pooled.is_pooled_folder(source.location):
+        # a complete model with a pooled head (full fine-tune or merged LP-FT / LoRA adapter)
+        head = read_head_config(source.location)
+        names = labels or [str(n) for n in head.get("label_names") or []]
+        if names:
+            return _Candidate(version, names)
+        return _Candidate(version, None, f"{version.ref} has a pooled head without label names.")
     try:
-        config = sources.load_config(sources.source_from_uri(version.uri, version.ref))
+        config = sources.load_config(source)
     except TransferlabError as exc:
         return _Candidate(version, None, f"{version.ref} cannot be read: {exc.problem}")
     architectures = list(getattr(config, "architectures", None) or [])
