@@ -37,7 +37,7 @@ def clean_tracker_env(monkeypatch, tmp_path):
 def _run_template(run_cli, tmp_path: Path, base: Path, report_to: str) -> tuple[dict, Registry]:
     registry_path = tmp_path / "registry.duckdb"
     code, out, _ = run_cli(
-        "run", "finetune", "-p", "base", base, "-p", "report_to", report_to,
+        "run", "finetune", "-p", "base", base, "-p", "report_to", report_to, "-p", "method", "lora",
         "-p", "n_per_class", "4", "-p", "max_steps", "4", "-p", "batch_size", "8",
         "-p", "max_length", "32", "--registry", registry_path,
         "--output-dir", tmp_path / "runs", "--json",
