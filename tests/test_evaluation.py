@@ -422,6 +422,7 @@ def test_peak_memory_sees_a_temporary_allocation():
     from transferlab.evaluation import PeakMemory
 
     with PeakMemory("cpu") as memory:
-        block = np.ones(8_000_000)  # 61 MiB, freed before the block ends
+        block = np.ones(25_000_000)  # 191 MiB, freed before the block ends
         del block
-    assert 50 < memory.megabytes < 500
+    # margin for the few tens of MiB other threads may free or take meanwhile
+    assert 150 < memory.megabytes < 700
