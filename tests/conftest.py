@@ -54,6 +54,32 @@ def build_tiny_bert(folder: Path, minilm_dir: Path, num_labels: int | None = Non
     return folder
 
 
+def make_sentence_transformers_model(folder: Path, *, normalize: bool = True) -> Path:
+    """Turn a (tiny) BERT folder into a sentence-transformers model: mean pooling, then
+    Normalize unless told otherwise (modules.json + 1_Pooling/config.json [+ 2_Normalize])."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize",
+             "type": "sentence_transformers.models.Normalize"}
+        )  # fmt: skip
+        (folder / "2_Normalize").mkdir(exist_ok=True)
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+    )
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_dir)

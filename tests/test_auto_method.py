@@ -3,7 +3,6 @@ per class (methods/auto.py's rule), and the run records what it chose and why.""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,24 +15,14 @@ from transferlab.finetune import FinetuneConfig, finetune, resolve_config
 from transferlab.finetuning.methods import get_method, method_names
 from transferlab.finetuning.methods.auto import FALLBACK, FINETUNE, choose
 
+from .conftest import make_sentence_transformers_model
+
 
 @pytest.fixture(scope="module")
 def st_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
     folder = tmp_path_factory.mktemp("tiny-st-bert-auto") / "model"
     shutil.copytree(tiny_bert_dir, folder)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {
-            "idx": 1,
-            "name": "1",
-            "path": "1_Pooling",
-            "type": "sentence_transformers.models.Pooling",
-        },
-    ]
-    (folder / "modules.json").write_text(json.dumps(modules))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "mean"}))
-    return folder
+    return make_sentence_transformers_model(folder, normalize=False)
 
 
 def test_the_rule():

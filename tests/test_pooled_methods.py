@@ -19,35 +19,14 @@ from transferlab.finetuning.methods.schedule import scaled_epochs, scaled_steps
 from transferlab.models.heads import HEAD_CONFIG, HEAD_FILE
 from transferlab.predict import load_version_model, merge
 
-from .conftest import build_tiny_bert
+from .conftest import build_tiny_bert, make_sentence_transformers_model
 
 
 @pytest.fixture(scope="module")
 def tiny_st_dir(tmp_path_factory, minilm_dir) -> Path:
     """The tiny random BERT as a sentence-transformers model: mean pooling, then Normalize."""
     folder = build_tiny_bert(tmp_path_factory.mktemp("tiny-st"), minilm_dir)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {
-            "idx": 1,
-            "name": "1",
-            "path": "1_Pooling",
-            "type": "sentence_transformers.models.Pooling",
-        },
-        {
-            "idx": 2,
-            "name": "2",
-            "path": "2_Normalize",
-            "type": "sentence_transformers.models.Normalize",
-        },
-    ]
-    (folder / "modules.json").write_text(json.dumps(modules))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
-    )
-    (folder / "2_Normalize").mkdir()
-    return folder
+    return make_sentence_transformers_model(folder)
 
 
 def _config(base: Path, **overrides) -> FinetuneConfig:

@@ -19,33 +19,15 @@ from transferlab.finetuning.artifacts import write_metadata
 from transferlab.finetuning.methods.linear_probe import NOT_USED, save_head
 from transferlab.predict import load_version_model
 
+from .conftest import make_sentence_transformers_model
+
 
 @pytest.fixture(scope="module")
 def st_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
     """The tiny BERT as a sentence-transformers folder: mean pooling, then Normalize."""
     folder = tmp_path_factory.mktemp("tiny-st-bert") / "model"
     shutil.copytree(tiny_bert_dir, folder)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {
-            "idx": 1,
-            "name": "1",
-            "path": "1_Pooling",
-            "type": "sentence_transformers.models.Pooling",
-        },
-        {
-            "idx": 2,
-            "name": "2",
-            "path": "2_Normalize",
-            "type": "sentence_transformers.models.Normalize",
-        },
-    ]
-    (folder / "modules.json").write_text(json.dumps(modules))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
-    )
-    return folder
+    return make_sentence_transformers_model(folder)
 
 
 @pytest.fixture(scope="module")

@@ -158,6 +158,21 @@ def probe_head_weights(probe: Probe) -> tuple[np.ndarray, np.ndarray]:
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
+def probe_head_rows(probe: Probe, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """`probe_head_weights` with one row per label id 0..num_labels-1: a label the training
+    examples lack gets no weight and a bias 10 below every other (never predicted, as by the
+    probe, yet within reach of a head that trains on)."""
+    weight, bias = probe_head_weights(probe)
+    classes = [int(c) for c in probe.classes]
+    if classes == list(range(num_labels)):
+        return weight, bias
+    rows = np.zeros((num_labels, weight.shape[1]), dtype=np.float32)
+    biases = np.full(num_labels, float(bias.min()) - 10.0, dtype=np.float32)
+    for row, label in enumerate(classes):
+        rows[label], biases[label] = weight[row], bias[row]
+    return rows, biases
+
+
 def _head_arrays(probe: Probe) -> tuple[np.ndarray, np.ndarray]:
     coef = np.asarray(probe.classifier.coef_, dtype=np.float64)
     bias = np.asarray(probe.classifier.intercept_, dtype=np.float64)

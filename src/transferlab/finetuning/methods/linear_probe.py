@@ -95,7 +95,7 @@ class LinearProbe(FinetuneMethod):
         from transferlab.finetuning.training import TrainingOutcome, _peak_rss_mb, torch_threads
         from transferlab.models.embedding import embed, load_encoder
         from transferlab.models.heads import PooledClassifier
-        from transferlab.models.probe import fit_probe
+        from transferlab.models.probe import fit_probe, probe_head_rows
 
         labels = list(splits.label_names)
         timings: dict[str, float] = {}
@@ -128,7 +128,7 @@ class LinearProbe(FinetuneMethod):
             model = PooledClassifier(
                 encoder.model, encoder.pooling, len(labels), label_names=labels
             )
-            model.init_from_probe(*full_head(probe, len(labels)))
+            model.init_from_probe(*probe_head_rows(probe, len(labels)))
             model.to(resolved.device).eval()
             for parameter in model.encoder.parameters():
                 parameter.requires_grad = False
@@ -218,22 +218,6 @@ class LinearProbe(FinetuneMethod):
             ).to(device)
         tokenizer = adapter_tokenizer(sources.source_from_uri(str(folder), version.ref), base)
         return model, tokenizer, labels
-
-
-def full_head(probe: Any, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The probe's head with one row per label id 0..num_labels-1: a label the training split
-    lacks gets a zero row and a bias far below the others (never predicted)."""
-    from transferlab.models.probe import probe_head_weights
-
-    weight, bias = probe_head_weights(probe)
-    classes = [int(c) for c in probe.classes]
-    if classes == list(range(num_labels)):
-        return weight, bias
-    full_weight = np.zeros((num_labels, weight.shape[1]), dtype=np.float32)
-    full_bias = np.full(num_labels, float(bias.min()) - 50.0, dtype=np.float32)
-    for row, label in enumerate(classes):
-        full_weight[label], full_bias[label] = weight[row], bias[row]
-    return full_weight, full_bias
 
 
 def probe_summary(probe: Any, encoder: Any) -> dict[str, Any]:

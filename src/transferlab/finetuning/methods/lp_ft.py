@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from transferlab.data import DataSplits
     from transferlab.finetuning.config import ResolvedConfig
     from transferlab.finetuning.training import TrainingOutcome
-    from transferlab.models.probe import Probe
 
 
 class LPFT(LoRA):
@@ -110,7 +109,7 @@ def probe_initialised(
     """(PooledClassifier whose head is the fitted probe, tokenizer, what the probe found)."""
     from transferlab.models.embedding import embed, load_encoder
     from transferlab.models.heads import PooledClassifier
-    from transferlab.models.probe import fit_probe
+    from transferlab.models.probe import fit_probe, probe_head_rows
 
     source = resolved.base.source
     label_names = list(splits.label_names)
@@ -130,7 +129,7 @@ def probe_initialised(
     model = PooledClassifier(
         encoder.model, encoder.pooling, len(label_names), normalize=True, label_names=label_names
     )
-    model.init_from_probe(*probe_rows(probe, len(label_names)))
+    model.init_from_probe(*probe_head_rows(probe, len(label_names)))
     model.train()
     pooling = encoder.pooling
     details = {
@@ -144,19 +143,3 @@ def probe_initialised(
         "fit_s": fit_seconds,
     }
     return model, encoder.tokenizer, details
-
-
-def probe_rows(probe: Probe, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The probe's head with one row per label id 0..K-1: a label the training data lacks gets
-    no weight and a bias below every other (it is never predicted, as by the probe)."""
-    from transferlab.models.probe import probe_head_weights
-
-    weight, bias = probe_head_weights(probe)
-    classes = [int(c) for c in probe.classes]
-    if classes == list(range(num_labels)):
-        return weight, bias
-    rows = np.zeros((num_labels, weight.shape[1]), dtype=np.float32)
-    biases = np.full(num_labels, float(bias.min()) - 10.0, dtype=np.float32)
-    for row, label in enumerate(classes):
-        rows[label], biases[label] = weight[row], bias[row]
-    return rows, biases
