@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from transferlab.errors import ModelSourceError
+from transferlab.models.embedding import align_pad_token  # noqa: F401 (used as sources.align_pad_token)
 from transferlab.quiet import quiet_transformers
 
 HUB_SCHEME = "hf://"
@@ -218,14 +219,6 @@ def load_tokenizer(source: ModelSource) -> Any:
 
     with loading_errors(source, "tokenizer"):
         return AutoTokenizer.from_pretrained(source.location, **pretrained_options(source))
-
-
-def align_pad_token(model: Any, tokenizer: Any) -> None:
-    """Decoder-only tokenizers (GPT-2 ...) have no pad token: pad with end-of-text instead."""
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
-        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def load_classifier(
