@@ -82,6 +82,27 @@ def align_pad_token(model: Any, tokenizer: Any) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
+def length_sorted_batches(
+    tokenizer: Any, texts: list[str], max_length: int, batch_size: int, device: Any
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """(indices into `texts`, tokenized batch on `device`) with texts of similar length batched
+    together, so little is padded; callers put each batch's rows back at its indices."""
+    lengths = [
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ]
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(texts), batch_size):
+        chosen = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in chosen],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        ).to(device)
+        yield chosen, batch
+
+
 def embed(
     encoder: Encoder,
     texts: Sequence[str],
@@ -94,24 +115,15 @@ def embed(
 
     model, tokenizer = encoder.model, encoder.tokenizer
     texts = [str(t) for t in texts]
-    limit = encoder.max_length
     if not texts:
         return np.empty((0, 0), dtype=np.float32)
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
     device = next(model.parameters()).device
     keys = forward_keys(model)
     rows: np.ndarray | None = None
     with torch_threads(threads), torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chosen = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in chosen],
-                padding=True,
-                truncation=True,
-                max_length=limit,
-                return_tensors="pt",
-            ).to(device)
+        for chosen, batch in length_sorted_batches(
+            tokenizer, texts, encoder.max_length, batch_size, device
+        ):
             accepted = {k: v for k, v in batch.items() if keys is None or k in keys}
             hidden = model(**accepted).last_hidden_state
             values = pool(hidden, batch["attention_mask"], encoder.pooling).float().cpu().numpy()

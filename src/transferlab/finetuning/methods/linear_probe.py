@@ -238,24 +238,17 @@ def model_logits(model: Any, tokenizer: Any, texts: list[str], max_length: int) 
     """Logits of `model` for `texts`, batched by length, in the texts' order."""
     import torch
 
+    from transferlab.models.embedding import length_sorted_batches
+
     texts = [str(t) for t in texts]
     out = np.zeros((len(texts), model.num_labels), dtype=np.float32)
     if not texts:
         return out
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    lengths = [len(ids) for ids in encoded]
-    order = np.argsort(lengths, kind="stable")
     device = next(model.parameters()).device
     with torch.inference_mode():
-        for start in range(0, len(texts), EMBED_BATCH_SIZE):
-            chosen = order[start : start + EMBED_BATCH_SIZE]
-            batch = tokenizer(
-                [texts[i] for i in chosen],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(device)
+        for chosen, batch in length_sorted_batches(
+            tokenizer, texts, max_length, EMBED_BATCH_SIZE, device
+        ):
             out[chosen] = model(**batch).logits.float().cpu().numpy()
     return out
 
