@@ -432,8 +432,10 @@ def test_a_killed_sweep_leaves_no_run_running_and_no_version_and_resumes(tmp_pat
     assert json.loads(completed.stdout)["counts"] == {"succeeded": 2}
     reg = Registry(registry)
     _wait_for(lambda: reg.runs(status="running") == [], timeout_s=30)
-    statuses = sorted(r["status"] for r in reg.runs(kind="finetune"))
-    assert statuses == ["interrupted", "interrupted", "succeeded", "succeeded"]
+    runs = reg.runs(kind="finetune")
+    statuses = sorted(r["status"] for r in runs)
+    errors = [r.get("error") for r in runs]
+    assert statuses == ["interrupted", "interrupted", "succeeded", "succeeded"], errors
     orphans = reg.query(
         "SELECT v.version_id FROM model_versions v JOIN runs r USING (run_id) "
         "WHERE r.status != 'succeeded'"

@@ -22,6 +22,11 @@ import threading
 import time
 from pathlib import Path
 
+# Imported here, never in the SIGTERM handler: a handler that imports psutil while the
+# interrupted code is itself importing it gets a half-initialised module (AttributeError),
+# and the run ended as failed with that error instead of interrupted.
+import psutil
+
 from transferlab.errors import TransferlabError
 
 # Memory one MiniLM LoRA run needs (worker + kernel + model + training), measured ~1.2-1.5 GB.
@@ -132,14 +137,14 @@ def _on_terminate(signum: int, frame: object) -> None:
     _stopping = True
     if not _busy:
         os._exit(0)
-    kill_children()
-    raise KeyboardInterrupt
+    try:
+        kill_children()
+    finally:
+        raise KeyboardInterrupt  # noqa: B012 - the run must end as interrupted whatever happened
 
 
 def kill_children(grace_s: float = 3.0) -> None:
     """Stop this process's children (the notebook kernel) and theirs."""
-    import psutil  # installed with ipykernel
-
     try:
         children = psutil.Process().children(recursive=True)
     except psutil.Error:
