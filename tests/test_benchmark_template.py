@@ -118,3 +118,51 @@ def test_a_suite_with_a_missing_column_fails_before_evaluating(benchmarked, run_
     result = json.loads(out)
     assert code == 1 and "text" in result["error"] and "message" in result["error"]
     assert Registry(registry).results(run_id=result["run_id"]) == []
+
+
+def test_the_benchmark_compares_the_version_with_its_bases_probe_and_tfidf(benchmarked, tiny_run):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score
+    from sklearn.pipeline import make_pipeline
+
+    from transferlab.data import load_labelled_data, load_splits, sample_data_path
+
+    code, result, registry = benchmarked
+    assert code == 0, result["error"]
+    reg = Registry(registry)
+    summary = reg.get_run(result["run_id"])["metrics"]
+    block = summary["best_finetuned"]
+    trained = reg.get_run(tiny_run[1]["run_id"])["parameters"]["data"]["splits"]["train"]
+    assert block["version"] == "tiny-intents:1" and block["re_derived"]
+    assert block["n_train"] == trained["examples"]
+    for relation in ("base_probe", "tfidf"):
+        compared = block[relation]
+        assert compared["ci_low"] <= compared["difference"] <= compared["ci_high"]
+        assert compared["difference"] == pytest.approx(block["value"] - compared["value"])
+        assert compared["train_seconds"] > 0
+    # the TF-IDF reference is an ordinary scikit-learn pipeline on the run's training rows
+    # (the finetune template's sample data: the test file given, 10 % held out for validation)
+    train = load_splits(
+        sample_data_path("train"), test=sample_data_path("test"), validation_fraction=0.1
+    ).train
+    assert len(train) == trained["examples"]
+    test = load_labelled_data(sample_data_path("test"))
+    pipeline = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        LogisticRegression(C=block["tfidf"]["C"], max_iter=3000),
+    ).fit(train.texts, [train.label_names[i] for i in train.labels])
+    expected = accuracy_score(
+        [test.label_names[i] for i in test.labels], pipeline.predict(test.texts)
+    )
+    assert block["tfidf"]["value"] == pytest.approx(expected)
+    first = summary["text"].split(". ", 1)[0]
+    assert first.startswith("tiny-intents:1, the best fine-tuned version, scores accuracy")
+    for relation, named in (("base_probe", "standard probe of its base"), ("tfidf", "TF-IDF")):
+        points = f"{block[relation]['difference'] * 100:+.1f} points (95% CI"
+        assert points in first and named in first
+    assert f"answers in {block['latency_ms_p50']:.1f} ms (p50)" in first
+    assert f"took {block['train_seconds']:.1f} s to train, against" in first
+    page = Path(result["report"]).read_text(encoding="utf-8")
+    assert "Trained on the same examples" in page
+    assert "base_probe" in page and "tfidf" in page and trained["fingerprint"][:8] in page

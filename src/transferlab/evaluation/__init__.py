@@ -1,5 +1,6 @@
 """Evaluation suites: parse a suite, run it on registered versions, compare them with their
-parent, the production version and a trivial baseline, and record the results.
+parent, their base's standard probe and TF-IDF + logistic regression trained on the examples
+they were trained on, the production version and a trivial baseline, and record the results.
 
     from transferlab.evaluation import run_suite
     report = run_suite(registry, "support_intents", ["my-intents:1", "my-intents:2"])
@@ -16,6 +17,12 @@ from transferlab.evaluation.compare import (
 )
 from transferlab.evaluation.inference import Inference, predict_probabilities
 from transferlab.evaluation.latency import PeakMemory, disk_size, measure_latency
+from transferlab.evaluation.references import (
+    TrainingExamples,
+    fit_tfidf,
+    tfidf_pipeline,
+    training_examples,
+)
 from transferlab.evaluation.runner import SuiteReport, higher_is_better, run_suite
 from transferlab.evaluation.suites import (
     SliceSpec,
@@ -41,10 +48,12 @@ __all__ = [
     "SuiteReport",
     "TaskData",
     "TaskSpec",
+    "TrainingExamples",
     "bootstrap_scores",
     "bundled_suites",
     "check_suite_data",
     "disk_size",
+    "fit_tfidf",
     "higher_is_better",
     "load_suite",
     "load_task_data",
@@ -55,4 +64,6 @@ __all__ = [
     "parse_suite",
     "predict_probabilities",
     "run_suite",
+    "tfidf_pipeline",
+    "training_examples",
 ]

@@ -57,8 +57,11 @@ def compare_versions(
     bootstrap: int,
     seed: int,
     confidence: float,
+    trained_references: dict[str, list[tuple[str, str]]] | None = None,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str, str], np.ndarray], dict[tuple[str, str, str], float]]:
-    """Every evaluated version vs its parent, the production versions and the baseline.
+    """Every evaluated version vs its parent, the references trained on its own training
+    examples (`trained_references`: version -> [(reference model, relation)], scored in
+    `scored`), the production versions and the baseline.
 
     Returns the comparisons table, and each model's bootstrap scores and point values per
     (model, task, metric) (the summary compares the leaders with them).
@@ -90,6 +93,11 @@ def compare_versions(
             parent = candidate.version.parent_version_id
             if parent and (parent, task) in scored:
                 pairs.append((parent, "parent"))
+            pairs += [
+                (name, relation)
+                for name, relation in (trained_references or {}).get(vid, [])
+                if (name, task) in scored
+            ]
             pairs += [(p, "production") for p in production if p not in (vid, parent)]
             pairs.append((BASELINE, "majority_baseline"))
             for other, relation in pairs:

@@ -9,13 +9,17 @@ What is compared with what (each with a paired bootstrap interval, see compare.p
   (merged vs its adapter, an adapter vs a full fine-tune it was trained from); a bare encoder
   base has no classification head, so a base model is judged through its fine-tuned
   descendants;
+- a version fine-tuned here with its base's standard probe and with TF-IDF + logistic
+  regression, both trained on the examples its run trained on (drawn again and checked
+  against the run's fingerprint; references.py), so a reader sees what fine-tuning bought;
 - a version with the current `production` alias of every model that has results on this suite;
 - a version with the majority-class baseline (the most frequent label of the task's data:
   an optimistic trivial model), so a reader can tell a real gain from noise.
 
 This module orchestrates a run and writes its results; the steps live beside it:
 candidates.py (what can be scored, label orders, parents and production), scoring.py
-(predictions, costs, metrics), comparisons.py (the paired comparisons) and summary.py.
+(predictions, costs, metrics), references.py (the probe and TF-IDF references),
+comparisons.py (the paired comparisons) and summary.py.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from transferlab.evaluation.candidates import (
 from transferlab.evaluation.comparisons import compare_versions
 from transferlab.evaluation.inference import DEFAULT_BATCH_SIZE
 from transferlab.evaluation.latency import LATENCY_SAMPLES, disk_size
+from transferlab.evaluation.references import train_references
 from transferlab.evaluation.scoring import (
     confusion_table,
     megabytes,
@@ -113,6 +118,10 @@ class SuiteReport:
     references: dict[str, np.ndarray] = field(repr=False)
     label_names: dict[str, list[str]] = field(repr=False)
     production: list[str] = field(default_factory=list)
+    # one row per evaluated version trained here: its run, examples, and whether they were
+    # drawn again (or why not); one row per reference model trained on such examples
+    training_data: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reference_models: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def evaluated(self) -> list[str]:
@@ -171,6 +180,8 @@ class SuiteReport:
             ],
             "latency": records(self.latency),
             "comparisons": records(self.comparisons),
+            "training_data": records(self.training_data),
+            "reference_models": records(self.reference_models),
             "summary": self.summary,
             "notes": self.notes,
             "rows_written": self.rows_written,
@@ -292,6 +303,16 @@ def _run(
         timings=timings,
     )
 
+    references = train_references(
+        registry,
+        evaluated,
+        tasks,
+        labels,
+        device=device or device_used,
+        timings=timings,
+    )
+    notes += references.notes
+
     started = time.perf_counter()
     modules: dict[str, Any] = {}
     metric_rows, class_rows, confusion = [], [], {}
@@ -312,20 +333,29 @@ def _run(
     started = time.perf_counter()
     comparisons, distributions, points = compare_versions(
         evaluated,
-        scored,
+        {**scored, **references.scored},
         tasks,
         labels,
         production,
         bootstrap=bootstrap,
         seed=seed,
         confidence=confidence,
+        trained_references=references.pairs,
     )
     timings["bootstrap_s"] = time.perf_counter() - started
 
     latency = pd.DataFrame(costs, columns=LATENCY_COLUMNS)
     version_table = _version_table(registry, candidates)
     summary = summarise(
-        suite, metrics, latency, distributions, points, version_table, production, confidence
+        suite,
+        metrics,
+        latency,
+        distributions,
+        points,
+        version_table,
+        production,
+        confidence,
+        references,
     )
 
     started = time.perf_counter()
@@ -350,10 +380,12 @@ def _run(
         notes=notes,
         rows_written=written,
         timings={k: round(v, 4) for k, v in timings.items()},
-        probabilities={k: v.probabilities for k, v in scored.items()},
+        probabilities={k: v.probabilities for k, v in {**scored, **references.scored}.items()},
         production=production,
         references={td.task.name: td.references for td in tasks},
         label_names=labels,
+        training_data=references.training_table(),
+        reference_models=references.models_table(),
     )
 
 

@@ -128,19 +128,42 @@ def finetune(
         raise
 
 
+# The settings that decide which examples a run trains on (besides its data sources).
+SPLIT_SETTINGS = (
+    "text_column",
+    "label_column",
+    "label_names",
+    "test_fraction",
+    "validation_fraction",
+    "n_per_class",
+    "n_train",
+    "seed",
+)
+
+
 def load_data(resolved: ResolvedConfig) -> DataSplits:
     return load_splits(
         resolved.train,
         validation=resolved.validation,
         test=resolved.test,
-        text_column=resolved.text_column,
-        label_column=resolved.label_column,
-        label_names=resolved.label_names,
-        test_fraction=resolved.test_fraction,
-        validation_fraction=resolved.validation_fraction,
-        n_per_class=resolved.n_per_class,
-        n_train=resolved.n_train,
-        seed=resolved.seed,
+        **{key: getattr(resolved, key) for key in SPLIT_SETTINGS},
+    )
+
+
+def load_recorded_data(parameters: dict[str, Any], *, training_only: bool = False) -> DataSplits:
+    """The splits of a recorded run drawn again from its resolved parameters (the same sources,
+    split settings and seed, through the same `load_splits`). They are the run's examples only
+    while its data sources are unchanged: compare `fingerprints()` with the recorded
+    `parameters['data']['splits']`.
+
+    `training_only`: leave out the validation and test sources the run was given. A run holds
+    out no fraction for a split it was given (its resolved fraction is 0), so the training
+    examples depend only on the training source, the fractions, the sample and the seed."""
+    return load_splits(
+        parameters["train"],
+        validation=None if training_only else parameters.get("validation"),
+        test=None if training_only else parameters.get("test"),
+        **{key: parameters[key] for key in SPLIT_SETTINGS},
     )
 
 
