@@ -474,28 +474,34 @@ def test_names_of_curated_models_are_not_taken_over(tmp_path, tiny_bert_dir):
 
 
 @pytest.mark.slow
-def test_lora_on_minilm_learns_the_sample_intents(tmp_path, minilm_dir):
+def test_the_recommended_minilm_finetune_scores_at_least_its_discovery_score(tmp_path, minilm_dir):
+    """Discovery and fine-tuning agree: discovery scores MiniLM with the standard probe
+    (cross-validated on 16 examples per class), and the fine-tune it recommends (`auto`, the
+    settings spelled out) must do at least as well on the held-out test set."""
     from transferlab.catalog.importers import register_installed_minilm
+    from transferlab.discovery import discover
 
     registry = Registry(tmp_path / "registry.duckdb")
-    load_seed_catalog(registry)  # the curated finetune block: LoRA r=8, lr 2e-3, 5 epochs
+    load_seed_catalog(registry)
     base = register_installed_minilm(registry)
-    config = FinetuneConfig(
-        base=base.ref,
-        train=sample_data_path("train"),
-        test=sample_data_path("test"),
-        max_length=64,
+    found = discover(
+        registry=registry, train=sample_data_path("train"), test=sample_data_path("test")
     )
+    top = found.table[found.table["status"] == "scored"].iloc[0]
+    assert top["version"] == base.version_id, found.table
+    recommended = found.recommendation
+    assert recommended["base"] == base.version_id and recommended["method"] == "auto"
+    settings = {k: v for k, v in recommended.items() if k not in ("base", "seed")}
+    config = FinetuneConfig(base=recommended["base"], seed=recommended["seed"], **settings)
     result = finetune(config, registry, progress=False)
     test = result.metrics["test"]
     print(
-        f"MiniLM LoRA: test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
-        f"train {result.timings['train_s']:.1f} s, "
-        f"{result.timings['train_samples_per_s']:.1f} samples/s, padding share "
-        f"{result.resources['padding_share']:.2f} (fixed length: "
-        f"{result.resources['padding_share_fixed_length']:.2f})"
+        f"MiniLM: discovery cv_accuracy {top['cv_accuracy']:.3f}; recommended fine-tune "
+        f"({result.method}) test accuracy {test['accuracy']:.3f}, macro-F1 "
+        f"{test['macro_f1']:.3f}, train {result.timings['train_s']:.1f} s"
     )
-    assert test["accuracy"] > 0.6 and test["macro_f1"] > 0.6
-    assert result.parameters["setting_sources"]["learning_rate"] == "catalog"
+    assert result.parameters["auto"]["chose"] == result.method == "lp_ft"
+    assert test["accuracy"] >= top["cv_accuracy"]
+    assert test["accuracy"] > 0.9 and test["macro_f1"] > 0.9
     assert result.version.parent_version_id == base.version_id
     assert result.resources["trainable_parameters"] < 100_000
