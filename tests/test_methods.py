@@ -23,7 +23,8 @@ from transferlab.finetuning.methods import (
 )
 from transferlab.finetuning.methods import registry as table
 
-BUILT_INS = ["auto", "lora", "full", "linear_probe", "qlora", "lp_ft"]  # the default first
+# the default first
+BUILT_INS = ["auto", "lora", "full", "linear_probe", "qlora", "lp_ft", "setfit", "setfit_lora"]
 
 # A real small method from "another package": BitFit trains only the bias terms (and the new
 # head), and saves just those in a layout of its own, so only its own `load` can read them.
@@ -135,7 +136,7 @@ def _transferlab(args: list[str], plugin_path: Path, **env: str) -> subprocess.C
 def test_the_table_lists_the_built_ins(run_cli):
     code, out, _ = run_cli("methods", "--json")
     rows = json.loads(out)
-    assert code == 0 and [row["name"] for row in rows][:6] == BUILT_INS
+    assert code == 0 and [row["name"] for row in rows][: len(BUILT_INS)] == BUILT_INS
     lora, full, probe, qlora = rows[1:5]
     assert (lora["display_name"], lora["default_learning_rate"]) == ("LoRA", 2e-3)
     assert (full["version_kind"], full["catalog_learning_rate_key"]) == (
@@ -145,7 +146,7 @@ def test_the_table_lists_the_built_ins(run_cli):
     assert (probe["display_name"], probe["version_kind"]) == ("linear probe", "adapter")
     assert "CUDA" in qlora["device_needs"] and "CUDA" not in lora["device_needs"]
     assert lora["uses_lora_settings"] and not probe["uses_lora_settings"]
-    assert all(row["origin"] == "built-in" and row["description"] for row in rows[:6])
+    assert all(row["origin"] == "built-in" and row["description"] for row in rows[: len(BUILT_INS)])
     code, out, _ = run_cli("methods")
     assert code == 0 and "linear probe" in out and "version_kind" in out
 
@@ -226,7 +227,7 @@ def test_a_plugin_method_is_listed_trained_and_loaded_by_its_own_code(
     listed = _transferlab(["methods", "--json"], plugin_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
-    assert list(rows)[:6] == BUILT_INS and rows["bitfit"]["display_name"] == "BitFit"
+    assert list(rows)[: len(BUILT_INS)] == BUILT_INS and rows["bitfit"]["display_name"] == "BitFit"
     assert "bitfit = tl_extra_method:BitFit" in rows["bitfit"]["origin"]
     # the broken entry point is named, and breaks nothing else
     assert "broken = tl_extra_method:DoesNotExist" in listed.stderr and "broken" not in rows

@@ -136,10 +136,11 @@ def _load_built_ins() -> None:
     from transferlab.finetuning.methods.lora import LoRA
     from transferlab.finetuning.methods.lp_ft import LPFT
     from transferlab.finetuning.methods.qlora import QLoRA
+    from transferlab.finetuning.methods.setfit import SetFit, SetFitLoRA
 
     # This order is the order of every listing and of "Use one of: ..." messages; the default
     # first ('auto' names no weights: config resolution replaces it by the method it chooses).
-    for method in (AutoMethod, LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT):
+    for method in (AutoMethod, LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT, SetFit, SetFitLoRA):
         _register(method, origin=BUILT_IN)
 
 
