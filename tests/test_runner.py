@@ -216,7 +216,14 @@ def test_ctrl_c_prints_one_line_and_records_the_run_as_interrupted(tmp_path, who
             os.killpg(process.pid, signal.SIGINT)
         else:
             process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # the CLI prints every thread's stack
+            time.sleep(3)
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"transferlab did not stop within 60 s of SIGINT; its stacks:\n{err}")
     finally:
         if process.poll() is None:
             process.kill()

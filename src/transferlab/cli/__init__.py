@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import signal
 import sys
 import threading
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The options may come before or after the sub-command; both spellings share one action.
     args.registry = getattr(args, "registry", None)
     args.json = getattr(args, "json", False)
+    _stacks_on_sigusr1()
     try:
         with _sigterm_as_interrupt():
             return args.handler(args) or 0
@@ -101,6 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 128 + signal.SIGTERM
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to stderr: where a run that seems stuck
+    is waiting (the process goes on)."""
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
+            faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 if __name__ == "__main__":
