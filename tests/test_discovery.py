@@ -153,6 +153,7 @@ def test_discover_scores_records_and_recommends(registry):
     assert rec["base"] == f"{TINY}:1" and rec["method"] == "auto"  # the default: LP-FT here
     assert rec["learning_rate"] == 2e-3 and rec["target_modules"] == ["query", "value"]
     assert rec["lora_r"] == 8 and rec["max_length"] == 128
+    assert "epochs" not in rec  # auto scales them to the data the fine-tune gets
     assert "data" not in rec  # the sample data: the finetune template's own default
 
     command = finetune_command(rec)

@@ -75,7 +75,7 @@ def recommend(registry: Registry, version_id: str, config: DiscoveryConfig) -> d
     parameters: dict[str, Any] = {"base": version_id, "method": method}
     for key in RECOMMENDED_SETTINGS:
         value = getattr(resolved, key)
-        if value is not None:
+        if value is not None and not _left_to_the_run(resolved.setting_sources.get(key, "")):
             parameters[key] = value
     for key in ("data", "train", "test"):
         value = getattr(config, key)
@@ -87,6 +87,13 @@ def recommend(registry: Registry, version_id: str, config: DiscoveryConfig) -> d
         parameters["label_column"] = config.label_column
     parameters["seed"] = config.seed
     return parameters
+
+
+def _left_to_the_run(source: str) -> bool:
+    """Settings `auto` derives from the data (the scaled epochs) or the chosen method ignores
+    are not spelled out: the fine-tune resolves them from the data it is given, which may be
+    more (or other) than the examples discovery scored."""
+    return source.startswith("auto") or source.startswith("not used")
 
 
 def _cli_value(value: Any) -> str:
