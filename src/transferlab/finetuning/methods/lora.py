@@ -84,11 +84,11 @@ class LoRA(FinetuneMethod):
 
 
 def with_lora(
-    model: Any, resolved: ResolvedConfig, head: list[str], *, task_type: Any = "seq_cls"
+    model: Any, resolved: ResolvedConfig, head: list[str] | None, *, task_type: Any = "seq_cls"
 ) -> Any:
     """The model wrapped with LoRA adapters per the resolved settings; the head is trained in
-    full and saved with the adapter (modules_to_save). `task_type=None` for a model that is
-    not a transformers sequence classifier (a PooledClassifier)."""
+    full and saved with the adapter (modules_to_save; None: no head). `task_type=None` for a
+    model that is not a transformers sequence classifier (a PooledClassifier, a bare body)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     config = LoraConfig(

@@ -408,25 +408,9 @@ def datasets_bars(enabled: bool) -> Iterator[None]:
 
 def with_lora_body(model: Any, resolved: ResolvedConfig) -> Any:
     """peft LoRA on the body's transformer (the resolved lora_r, alpha, dropout, modules)."""
-    from peft import LoraConfig, get_peft_model
+    from transferlab.finetuning.methods.lora import with_lora
 
-    from transferlab.quiet import quiet_transformers
-
-    config = LoraConfig(
-        r=resolved.lora_r,
-        lora_alpha=resolved.lora_alpha,
-        lora_dropout=resolved.lora_dropout,
-        target_modules=resolved.target_modules,
-    )
-    try:
-        with quiet_transformers():
-            return get_peft_model(model, config)
-    except ValueError as exc:
-        raise TransferlabError(
-            f"LoRA cannot wrap {resolved.base.ref} with target_modules="
-            f"{resolved.target_modules}: {exc}",
-            "Use target_modules='auto', or name Linear modules the model has.",
-        ) from exc
+    return with_lora(model, resolved, None, task_type=None)
 
 
 def loss_history(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
