@@ -205,6 +205,9 @@ def test_ctrl_c_prints_one_line_and_records_the_run_as_interrupted(tmp_path, who
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives it
+        # Ctrl-C's default action, as a terminal gives it: a shell's background job (`.ci/run &`,
+        # nohup) ignores SIGINT, the CLI inherits that and rightly keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
