@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
+
+if TYPE_CHECKING:
+    from transferlab.data import DataSplits
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -31,3 +36,10 @@ def confusion(labels: np.ndarray, logits: np.ndarray, n_labels: int) -> list[lis
     predicted = np.asarray(logits).argmax(axis=-1)
     matrix = confusion_matrix(labels, predicted, labels=list(range(n_labels)))
     return matrix.astype(int).tolist()
+
+
+def confusion_on_test(splits: DataSplits, logits: dict[str, np.ndarray]) -> list[list[int]] | None:
+    """The test split's confusion matrix (None without a test split)."""
+    if splits.test is None:
+        return None
+    return confusion(np.asarray(splits.test.labels), logits["test"], len(splits.label_names))

@@ -21,7 +21,7 @@ from transferlab.data import DataSplits, LabelledData
 from transferlab.finetuning import sources
 from transferlab.finetuning.config import ResolvedConfig
 from transferlab.finetuning.methods import FinetuneMethod
-from transferlab.finetuning.metrics import classification_metrics, confusion
+from transferlab.finetuning.metrics import classification_metrics, confusion_on_test
 
 # Evaluating the training split is skipped above this size: it would cost another epoch.
 MAX_TRAIN_EVAL_EXAMPLES = 2000
@@ -318,11 +318,6 @@ def train_with_trainer(
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    test_confusion = (
-        confusion(np.asarray(splits.test.labels), logits["test"], len(splits.label_names))
-        if splits.test is not None
-        else None
-    )
     return TrainingOutcome(
         model=model,
         tokenizer=tokenizer,
@@ -331,7 +326,7 @@ def train_with_trainer(
         total_parameters=int(total),
         metrics=metrics,
         logits=logits,
-        confusion_matrix=test_confusion,
+        confusion_matrix=confusion_on_test(splits, logits),
         history=history,
         timings=timings,
         resources={

@@ -91,7 +91,7 @@ class LinearProbe(FinetuneMethod):
         import torch
 
         from transferlab.finetuning import sources
-        from transferlab.finetuning.metrics import classification_metrics, confusion
+        from transferlab.finetuning.metrics import classification_metrics, confusion_on_test
         from transferlab.finetuning.training import TrainingOutcome, _peak_rss_mb, torch_threads
         from transferlab.models.embedding import embed, load_encoder
         from transferlab.models.heads import PooledClassifier
@@ -152,11 +152,6 @@ class LinearProbe(FinetuneMethod):
 
         trainable = sum(p.numel() for p in model.classifier.parameters())
         total = sum(p.numel() for p in model.parameters())
-        test_confusion = (
-            confusion(np.asarray(splits.test.labels), logits["test"], len(labels))
-            if splits.test is not None
-            else None
-        )
         return TrainingOutcome(
             model=model,
             tokenizer=encoder.tokenizer,
@@ -165,7 +160,7 @@ class LinearProbe(FinetuneMethod):
             total_parameters=int(total),
             metrics=metrics,
             logits=logits,
-            confusion_matrix=test_confusion,
+            confusion_matrix=confusion_on_test(splits, logits),
             history=[],
             timings=timings,
             resources={

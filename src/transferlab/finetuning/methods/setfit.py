@@ -467,14 +467,9 @@ def outcome(
     and steps are the caller's to fill in)."""
     import torch
 
-    from transferlab.finetuning.metrics import confusion
+    from transferlab.finetuning.metrics import confusion_on_test
     from transferlab.finetuning.training import TrainingOutcome, _peak_rss_mb
 
-    test_confusion = (
-        confusion(np.asarray(splits.test.labels), logits["test"], len(splits.label_names))
-        if splits.test is not None
-        else None
-    )
     return TrainingOutcome(
         model=model,
         tokenizer=tokenizer,
@@ -483,7 +478,7 @@ def outcome(
         total_parameters=sum(p.numel() for p in model.parameters()),
         metrics=metrics,
         logits=logits,
-        confusion_matrix=test_confusion,
+        confusion_matrix=confusion_on_test(splits, logits),
         history=[],
         timings={},
         resources={
