@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,14 +355,13 @@ def _train_probe(
         vectors = embed(encoder, examples.data.texts)
         probe = fit_probe(vectors, examples.data.labels, seed=examples.seed)
         seconds = time.perf_counter() - started
-        scored = {}
-        for td in tasks:
-            started_task = time.perf_counter()
-            probabilities = probe.predict_proba(embed(encoder, td.data.texts))
-            per_s = len(td.data) / max(time.perf_counter() - started_task, 1e-9)
-            scored[td.task.name] = _scored(
-                probabilities, probe.classes, examples.data, labels[td.task.name], per_s
-            )
+        scored = _score_tasks(
+            lambda texts, encoder=encoder: probe.predict_proba(embed(encoder, texts)),
+            probe.classes,
+            examples.data,
+            tasks,
+            labels,
+        )
     finally:
         del encoder
     model = ReferenceModel(
@@ -391,14 +390,7 @@ def _train_tfidf(
     started = time.perf_counter()
     pipeline, c, folds = fit_tfidf(examples.data.texts, examples.data.labels, seed=examples.seed)
     seconds = time.perf_counter() - started
-    scored = {}
-    for td in tasks:
-        started_task = time.perf_counter()
-        probabilities = pipeline.predict_proba(td.data.texts)
-        per_s = len(td.data) / max(time.perf_counter() - started_task, 1e-9)
-        scored[td.task.name] = _scored(
-            probabilities, pipeline.classes_, examples.data, labels[td.task.name], per_s
-        )
+    scored = _score_tasks(pipeline.predict_proba, pipeline.classes_, examples.data, tasks, labels)
     model = ReferenceModel(
         name=name,
         relation=TFIDF,
@@ -465,6 +457,23 @@ def _best_c(results: dict[str, Any]) -> int:
     accuracy = results["mean_test_accuracy"]
     negative_loss = results["mean_test_log_loss"]
     return max(range(len(accuracy)), key=lambda i: (round(accuracy[i], 12), negative_loss[i]))
+
+
+def _score_tasks(
+    predict_proba: Callable[[list[str]], np.ndarray],
+    classes: np.ndarray,
+    train: LabelledData,
+    tasks: Sequence[TaskData],
+    labels: dict[str, list[str]],
+) -> dict[str, Scored]:
+    """A reference's scores on every task, with its examples per second."""
+    scored = {}
+    for td in tasks:
+        started = time.perf_counter()
+        probabilities = predict_proba(td.data.texts)
+        per_s = len(td.data) / max(time.perf_counter() - started, 1e-9)
+        scored[td.task.name] = _scored(probabilities, classes, train, labels[td.task.name], per_s)
+    return scored
 
 
 def _scored(
