@@ -97,10 +97,25 @@ def _check_entry(entry: Any, where: str) -> ModelRecord:
                 f"{where}: finetune.{key} must be {known_settings[key].__name__}, got {value!r}.",
                 fix,
             )
+    _check_methods((entry.get("finetune") or {}).get("methods") or [], where)
     fields = {key: entry[key] for key in entry if entry[key] is not None}
     fields.setdefault("languages", [])
     fields.setdefault("tags", [])
     return ModelRecord(**fields)
+
+
+def _check_methods(listed: list, where: str) -> None:
+    """Every name in `finetune.methods` is a method of the table (built-in or installed)."""
+    from transferlab.finetuning.methods import method_names
+
+    known = method_names()
+    unknown = [name for name in listed if name not in known]
+    if unknown:
+        raise CatalogError(
+            f"{where}: finetune.methods lists unknown method(s) {unknown}.",
+            f"Known methods: {', '.join(known)} (`transferlab methods`); install the package "
+            "that provides a plug-in method, or remove it from the list.",
+        )
 
 
 def read_catalog(path: str | Path | None = None) -> list[ModelRecord]:
