@@ -26,6 +26,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -177,9 +178,10 @@ def _signature(path: str, mtime_ns: int) -> TemplateSignature:
     return TemplateSignature(stem, described, defaults, hints)
 
 
-def finetune_settings(parameters: dict[str, Any]) -> dict[str, Any]:
-    """FinetuneConfig arguments from finetune-template parameters, as its first code cell
-    builds them (no data given: the sample data)."""
+def finetune_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """FinetuneConfig arguments from finetune-template parameters (other names are ignored;
+    no data given: the sample data). The one place a request is built from parameters: the
+    template (through `finetune_config`), the run-time checks above and the sweep planner."""
     from transferlab.data import sample_data_path
     from transferlab.finetuning.config import FinetuneConfig
 
@@ -189,6 +191,14 @@ def finetune_settings(parameters: dict[str, Any]) -> dict[str, Any]:
         settings["train"] = sample_data_path("train")
         settings["test"] = sample_data_path("test")
     return settings
+
+
+def finetune_config(parameters: Mapping[str, Any], registry: Any = None) -> Any:
+    """The FinetuneConfig of finetune-template parameters; the template calls it with its
+    `globals()`, so the parameter list is written once (its parameters cell)."""
+    from transferlab.finetuning.config import FinetuneConfig
+
+    return FinetuneConfig(**finetune_settings(parameters), registry=registry)
 
 
 # -- paths --------------------------------------------------------------------------------------

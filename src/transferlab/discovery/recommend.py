@@ -7,7 +7,6 @@ import os
 import shlex
 from typing import Any
 
-from transferlab.data import sample_data_path
 from transferlab.discovery.config import DiscoveryConfig
 from transferlab.finetuning.methods import DEFAULT_METHOD, all_methods
 from transferlab.registry import Registry
@@ -54,24 +53,22 @@ def pick_method(finetune_block: dict[str, Any] | None) -> str:
 
 def recommend(registry: Registry, version_id: str, config: DiscoveryConfig) -> dict[str, Any]:
     """finetune-template parameters: base, method, the resolved settings, and the data."""
-    from transferlab.finetuning.config import FinetuneConfig, resolve_config
+    from transferlab.finetuning.config import resolve_config
+    from transferlab.parameters import finetune_config
 
     model = registry.get_model(registry.resolve(version_id).model_name)
     method = pick_method(model.get("finetune"))
-    data_given = config.data is not None or config.train is not None
-    resolved = resolve_config(
-        FinetuneConfig(
-            base=version_id,
-            data=config.data,
-            train=config.train if data_given else sample_data_path("train"),
-            test=config.test if data_given else sample_data_path("test"),
-            text_column=config.text_column,
-            label_column=config.label_column,
-            method=method,
-            target_modules="auto",
-        ),
-        registry,
-    )
+    request = {
+        "base": version_id,
+        "data": config.data,
+        "train": config.train,
+        "test": config.test,
+        "text_column": config.text_column,
+        "label_column": config.label_column,
+        "method": method,
+        "target_modules": "auto",
+    }
+    resolved = resolve_config(finetune_config(request), registry)
     parameters: dict[str, Any] = {"base": version_id, "method": method}
     for key in RECOMMENDED_SETTINGS:
         value = getattr(resolved, key)
