@@ -1,9 +1,11 @@
-"""`transferlab sweep SWEEP.yaml`: many template runs from one file, in parallel workers."""
+"""`transferlab sweep SWEEP.yaml`: many template runs from one file, in parallel workers;
+`transferlab executors`: where a sweep's runs can execute (built-in and plug-ins)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from transferlab.cli.output import emit_json, format_table
 from transferlab.registry import Registry
@@ -17,10 +19,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_sweep,
         summary_json,
     )
+    from transferlab.sweeps.executors import get_executor
     from transferlab.sweeps.workers import check_workers
 
     if args.workers is not None:
         check_workers(args.workers)
+    if args.executor is not None:
+        get_executor(args.executor)  # an unknown one is refused before anything is written
     spec = load_sweep(args.sweep_file)
     registry = Registry(args.registry)
     if args.dry_run:
@@ -43,6 +48,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             progress=not quiet,
             on_start=announce,
+            executor=args.executor,
         )
         code = 0 if result.ok else 1
     except SweepInterrupted as stopped:
@@ -79,12 +85,15 @@ def _curve_report(result, registry: Registry) -> None:
 
 def _dry_run(spec, registry: Registry, args: argparse.Namespace) -> int:
     from transferlab.sweeps import expand, plan_sweep
+    from transferlab.sweeps.executors import DEFAULT_EXECUTOR
     from transferlab.sweeps.plan import display_value
 
+    executor = args.executor or spec.executor or DEFAULT_EXECUTOR
+    planned = expand(spec)
     if registry.path.exists():
-        plan = plan_sweep(spec, registry, rerun=args.rerun)
+        plan = plan_sweep(spec, registry, rerun=args.rerun, planned=planned)
     else:  # nothing to reuse, and a dry run creates no registry
-        plan = [(run, None) for run in expand(spec)]
+        plan = [(run, None) for run in planned]
     rows = [
         {
             **{k: display_value(k, v) for k, v in run.varying.items()},
@@ -99,6 +108,7 @@ def _dry_run(spec, registry: Registry, args: argparse.Namespace) -> int:
             {
                 "name": spec.name,
                 "template": spec.template,
+                "executor": executor,
                 "runs": [
                     {
                         "key": run.key,
@@ -113,8 +123,39 @@ def _dry_run(spec, registry: Registry, args: argparse.Namespace) -> int:
         return 0
     varying = list(plan[0][0].varying) if plan else []
     to_run = sum(1 for _, reused in plan if not reused)
-    print(f"sweep {spec.name}: template {spec.template}, {len(plan)} runs, {to_run} to run")
+    print(
+        f"sweep {spec.name}: template {spec.template}, {len(plan)} runs, {to_run} to run "
+        f"(executor {executor})"
+    )
     print(format_table(rows, [*varying, "key", "action", "reuses"]))
+    return 0
+
+
+def executor_rows() -> list[dict[str, Any]]:
+    from transferlab.sweeps.executors import DEFAULT_EXECUTOR, all_executors, executor_origin
+
+    return [
+        {
+            "name": executor.name,
+            "default": executor.name == DEFAULT_EXECUTOR,
+            "description": executor.description,
+            "origin": executor_origin(executor.name),
+        }
+        for executor in all_executors()
+    ]
+
+
+def cmd_executors(args: argparse.Namespace) -> int:
+    from transferlab.sweeps.executors import broken_executors
+
+    rows = executor_rows()
+    for reason in broken_executors().values():
+        print(f"warning: not loaded: {reason}", file=sys.stderr)
+    if args.json:
+        emit_json(rows)
+        return 0
+    table = [{**row, "default": "yes" if row["default"] else ""} for row in rows]
+    print(format_table(table, ["name", "default", "origin", "description"], max_width=80))
     return 0
 
 
@@ -138,6 +179,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         help="worker processes (default: one per CPU core, fewer if memory is short; "
         "torch threads are divided between them)",
     )
+    sweep.add_argument(
+        "--executor",
+        metavar="NAME",
+        help="where the runs execute (default: the sweep file's executor:, else process, local "
+        "worker processes); `transferlab executors` lists them",
+    )
     sweep.add_argument("--rerun", action="store_true", help="run every run, reuse nothing")
     sweep.add_argument(
         "--dry-run", action="store_true", help="list the planned runs and what would be reused"
@@ -149,3 +196,11 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     sweep.add_argument(
         "--no-report", action="store_true", help="skip the data-efficiency report at the end"
     )
+    executors = commands.add_parser(
+        "executors",
+        parents=[common],
+        help="list the sweep executors (built-in and from installed packages)",
+        description="Where `transferlab sweep --executor NAME` can run a sweep's runs. Packages "
+        "add executors through the entry-point group transferlab.executors.",
+    )
+    executors.set_defaults(handler=cmd_executors)

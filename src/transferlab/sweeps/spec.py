@@ -11,6 +11,7 @@ grid:                         # every combination of these lists is one run
   seeds: [0, 1, 2]
 runs:                         # and/or an explicit list of parameter sets (over `fixed`)
   - {method: full, n_per_class: 16}
+executor: process             # optional; where the runs execute (`transferlab executors`)
 ```
 
 Keys are the template's parameter names or the aliases `models` (base), `datasets` (data),
@@ -48,7 +49,7 @@ from transferlab.runner import template_path
 from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
-SPEC_KEYS = ("name", "template", "fixed", "grid", "runs")
+SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor")
 ALIASES = {
     "models": "base",
     "model": "base",
@@ -81,15 +82,19 @@ class SweepSpec:
     runs: list[dict[str, Any]]
     path: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
+    executor: str | None = None  # the file's `executor:`; None: the command's choice
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        described = {
             "name": self.name,
             "template": self.template,
             "fixed": self.fixed,
             "grid": self.grid,
             "runs": self.runs,
         }
+        if self.executor is not None:
+            described["executor"] = self.executor
+        return described
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
@@ -175,6 +180,9 @@ def parse_sweep(
             "fixed", f"{', '.join(overlap)} also varies in grid", "each parameter in one place"
         )
     checker.check_runs(fixed, grid, runs)
+    executor = document.get("executor")
+    if executor is not None:
+        _check_executor(executor, where)
     return SweepSpec(
         name=name,
         template=notebook.stem,
@@ -184,7 +192,21 @@ def parse_sweep(
         runs=runs,
         path=path,
         document=document,
+        executor=executor,
     )
+
+
+def _check_executor(executor: Any, where: _Where) -> None:
+    from transferlab.sweeps.executors import executor_names, get_executor
+
+    if not isinstance(executor, str) or not executor:
+        raise where.error(
+            "executor", f"got {_kind(executor)}", f"an executor name: {', '.join(executor_names())}"
+        )
+    try:
+        get_executor(executor)
+    except TransferlabError as exc:
+        raise where.refused("executor", exc.problem, exc.fix) from exc
 
 
 class _Where:
