@@ -313,3 +313,50 @@ def test_a_worker_runs_a_job_with_the_sweeps_signature_without_inspecting(tmp_pa
         out + completed.stderr.decode()
     )
     assert Registry(registry.path).get_run(job.run_id)["status"] == "succeeded"
+
+
+@pytest.fixture
+def restored_table():
+    """Executors registered by a test are gone afterwards."""
+    from transferlab.sweeps.executors import registry as table
+
+    executor_names()  # built-ins and entry points loaded before the snapshot
+    saved = dict(table._executors), dict(table._origins), dict(table._broken)
+    yield
+    for current, before in zip(
+        (table._executors, table._origins, table._broken), saved, strict=True
+    ):
+        current.clear()
+        current.update(before)
+
+
+def test_an_executor_that_raises_leaves_the_sweep_recorded_not_running(tmp_path, restored_table):
+    from transferlab.sweeps.executors import SweepExecutor, register_executor
+
+    @register_executor
+    class Failing(SweepExecutor):
+        name = "failing"
+        description = "takes the jobs, then breaks"
+
+        def submit(self, job):
+            self.submitted = True
+
+        def wait(self, timeout):
+            raise RuntimeError("the cluster is gone")
+
+        def stop(self):
+            self.stopped = True
+            return []
+
+    assert "failing" in executor_names()
+    template = _light_template(tmp_path / "light.ipynb")
+    sweep = tmp_path / "light.yaml"
+    sweep.write_text(f"template: {template}\nexecutor: failing\ngrid: {{seeds: [0, 1]}}\n")
+    registry = Registry(tmp_path / "registry.duckdb")
+    with pytest.raises(RuntimeError, match="the cluster is gone"):
+        run_sweep(load_sweep(sweep), registry, workers=1, progress=False)
+    recorded = registry.get_sweep("light")
+    assert recorded["status"] == "interrupted"
+    assert recorded["summary"]["executor"] == "failing"
+    assert recorded["summary"]["counts"] == {"pending": 2}
+    assert registry.runs(status="running") == []

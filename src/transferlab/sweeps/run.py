@@ -168,40 +168,52 @@ def run_sweep(
         broke = exc
     finally:
         bar.close()
-    with _ignoring_interrupts():
-        started_ids = [row.run_id for row in rows.values() if row.run_id]
-        mark_interrupted(registry, started_ids, INTERRUPTED_ERROR)
-        _fill_from_registry(registry, list(rows.values()))
-        result = SweepResult(
-            sweep_id=sweep_id,
-            name=spec.name,
-            template=spec.template,
-            workers=workers,
-            threads_per_worker=threads,
-            rows=list(rows.values()),
-            wall_s=time.monotonic() - started,
-            status="succeeded",
-            output_dir=str(folder),
-            executor=executor_name,
-        )
-        if interrupted or any(r.status in ("interrupted", "pending") for r in result.rows):
-            result.status = "interrupted"
-        elif not result.ok:
-            result.status = "failed"
-        registry.finish_sweep(
-            sweep_id,
-            result.status,
-            summary={
-                "counts": result.counts(),
-                "wall_s": round(result.wall_s, 2),
-                "executor": executor_name,
-            },
-        )
+    result = SweepResult(
+        sweep_id=sweep_id,
+        name=spec.name,
+        template=spec.template,
+        workers=workers,
+        threads_per_worker=threads,
+        rows=list(rows.values()),
+        wall_s=0.0,
+        status="succeeded",
+        output_dir=str(folder),
+        executor=executor_name,
+    )
+    try:
+        _record_end(result, registry, interrupted, started)
+    except Exception as exc:
+        if broke is None:
+            raise
+        broke.add_note(f"Recording the sweep's end failed too: {type(exc).__name__}: {exc}")
     if interrupted:
         raise SweepInterrupted(result)
     if broke is not None:
         raise broke
     return result
+
+
+def _record_end(result: SweepResult, registry: Registry, interrupted: bool, started: float) -> None:
+    """Runs this sweep started and left `running` become interrupted; the rows take the
+    registry's statuses; the sweep is finished with its status."""
+    with _ignoring_interrupts():
+        started_ids = [row.run_id for row in result.rows if row.run_id]
+        mark_interrupted(registry, started_ids, INTERRUPTED_ERROR)
+        _fill_from_registry(registry, result.rows)
+        result.wall_s = time.monotonic() - started
+        if interrupted or any(r.status in ("interrupted", "pending") for r in result.rows):
+            result.status = "interrupted"
+        elif not result.ok:
+            result.status = "failed"
+        registry.finish_sweep(
+            result.sweep_id,
+            result.status,
+            summary={
+                "counts": result.counts(),
+                "wall_s": round(result.wall_s, 2),
+                "executor": result.executor,
+            },
+        )
 
 
 class SweepInterrupted(KeyboardInterrupt):

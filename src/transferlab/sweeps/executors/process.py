@@ -43,7 +43,7 @@ class ProcessExecutor(SweepExecutor):
         self._context = _RecordingContext(multiprocessing.get_context("spawn"))
         self._pool = ProcessPoolExecutor(
             max_workers=settings.workers,
-            mp_context=self._context,  # type: ignore[arg-type] - a context, delegating
+            mp_context=self._context,  # type: ignore[arg-type]  # delegates to a context
             initializer=worker_setup.init_worker,
             initargs=(settings.threads_per_worker, os.getpid()),
         )
