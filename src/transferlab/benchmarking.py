@@ -23,17 +23,13 @@ def normalise_versions(versions: str | Sequence[str] | None) -> list[str]:
 
 
 def latest_finetuned_version(registry: Registry) -> str:
-    rows = registry.query(
-        "SELECT version_id FROM model_versions WHERE kind IN (?, ?, ?) "
-        "ORDER BY created_at DESC LIMIT 1",
-        list(TRAINED_KINDS),
-    )
-    if not rows:
+    latest = registry.latest_version_of_kinds(TRAINED_KINDS)
+    if latest is None:
         raise NotFoundError(
             "No fine-tuned version in the registry to benchmark.",
             "Fine-tune one first (`transferlab run finetune`), or pass -p versions NAME:N.",
         )
-    return rows[0]["version_id"]
+    return latest
 
 
 def lineage_roots(registry: Registry, versions: Sequence[str]) -> set[str]:

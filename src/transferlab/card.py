@@ -95,12 +95,7 @@ def gather(registry: Registry, ref: str) -> CardFacts:
     lineage = registry.lineage(version.version_id)
     models = lineage_models(registry, version)
     run = registry.get_run(version.run_id) if version.run_id else None
-    rows = registry.query(
-        "SELECT r.suite, r.task, r.dataset, r.split, r.metric, r.seed, r.value "
-        "FROM results r JOIN runs u ON u.run_id = r.run_id "
-        "WHERE r.version_id = ? AND u.status = 'succeeded'",
-        [version.version_id],
-    )
+    rows = registry.succeeded_results_of_version(version.version_id)
     aliases = [
         row["alias"]
         for row in registry.aliases(version.model_name)

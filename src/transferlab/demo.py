@@ -123,10 +123,8 @@ def reusable_version(registry: Registry, kind: str, parameters: dict) -> str | N
     run = reusable_run(registry, kind, parameters)
     if run is None:
         return None
-    made = registry.query(
-        "SELECT version_id FROM model_versions WHERE run_id = ? ORDER BY version", [run["run_id"]]
-    )
-    return made[0]["version_id"] if made else None
+    made = registry.run_version_ids(run["run_id"], by_version=True)
+    return made[0] if made else None
 
 
 def main() -> int:

@@ -20,10 +20,8 @@ def initialize(registry: Registry, catalog: str | Path | None = None, profile: b
     profiled = []
     if profile:
         measured = {row["version_id"] for row in registry.profiles()}
-        for row in registry.query(
-            "SELECT model_name, version FROM model_versions WHERE kind = 'base' ORDER BY 1, 2"
-        ):
-            version = registry.resolve(f"{row['model_name']}:{row['version']}")
+        for ref in registry.base_version_refs():
+            version = registry.resolve(ref)
             if version.version_id not in measured and local_path(version.uri):
                 profile_version(registry, version)
                 profiled.append(version.version_id)
@@ -46,6 +44,6 @@ def ensure_initialized(registry: Registry) -> dict | None:
     Templates call this so that a first `transferlab run` on a new machine works without a
     separate `transferlab init` (profiling is left to `init`, it takes a while).
     """
-    if registry.query("SELECT count(*) AS n FROM models")[0]["n"]:
+    if registry.model_count():
         return None
     return initialize(registry, profile=False)

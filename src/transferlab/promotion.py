@@ -225,23 +225,7 @@ def _evidence_rows(
     registry: Registry, suite: str | None = None, version_ids: Sequence[str] | None = None
 ) -> list[dict]:
     """Result rows of succeeded benchmark runs (a failed or running run is no evidence)."""
-    sql = (
-        "SELECT r.version_id, r.suite, r.task, r.split, r.metric, r.seed, r.value "
-        "FROM results r JOIN runs u ON u.run_id = r.run_id "
-        "WHERE r.version_id IS NOT NULL AND r.suite IS NOT NULL "
-        "AND u.kind = ? AND u.status = 'succeeded'"
-    )
-    params: list[Any] = [EVIDENCE_RUN_KIND]
-    if suite is not None:
-        sql += " AND r.suite = ?"
-        params.append(suite)
-    if version_ids is not None:
-        ids = [v for v in version_ids if v]
-        if not ids:
-            return []
-        sql += f" AND r.version_id IN ({', '.join('?' for _ in ids)})"
-        params += ids
-    return registry.query(sql, params)
+    return registry.evidence_rows(EVIDENCE_RUN_KIND, suite, version_ids)
 
 
 def suite_summaries(
@@ -373,10 +357,7 @@ def _check_target(target: str) -> None:
 
 
 def _alias_holder(registry: Registry, model_name: str, alias: str) -> str | None:
-    rows = registry.query(
-        "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?", [model_name, alias]
-    )
-    return rows[0]["version_id"] if rows else None
+    return registry.alias_holder(model_name, alias)
 
 
 def _relevant(
@@ -552,13 +533,7 @@ def _licence_numbers(model: dict) -> dict:
 
 
 def _staging_gate(registry: Registry, version: VersionRecord) -> Gate:
-    been = registry.query(
-        "SELECT 1 AS hit FROM aliases WHERE model_name = ? AND alias = 'staging' "
-        "AND version_id = ? UNION ALL SELECT 1 FROM audit_log WHERE model_name = ? "
-        "AND alias = 'staging' AND to_version = ? LIMIT 1",
-        [version.model_name, version.version_id, version.model_name, version.version_id],
-    )
-    if been:
+    if registry.has_held_alias(version.model_name, "staging", version.version_id):
         return Gate("staging_first", "passed", [f"{version.version_id} has been in staging"])
     return Gate(
         "staging_first",
@@ -636,7 +611,7 @@ def promote(
             "A promotion needs a reason.", 'Say why: --reason "beats production on macro F1".'
         )
     policy = policy or load_policy()
-    with registry.connect():
+    with registry.session():
         decision = evaluate_promotion(registry, ref, target, policy)
         if decision.holder == decision.version_id:
             return Promotion(decision, moved=False, forced=False, from_version=decision.holder)
@@ -743,12 +718,4 @@ def leaderboard(
 
 
 def _version_rows(registry: Registry, version_ids: list[str]) -> dict[str, dict]:
-    if not version_ids:
-        return {}
-    marks = ", ".join("?" for _ in version_ids)
-    rows = registry.query(
-        f"SELECT version_id, kind, parent_version_id FROM model_versions "
-        f"WHERE version_id IN ({marks})",
-        version_ids,
-    )
-    return {row["version_id"]: row for row in rows}
+    return registry.version_kinds(version_ids)

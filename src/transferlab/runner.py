@@ -156,7 +156,7 @@ def run_template(
         sweep_id=sweep_id,
         run_id=run_id,
     )
-    injected = {**parameters, "run_id": run_id, "registry_path": str(registry.path)}
+    injected = {**parameters, "run_id": run_id, "registry_path": registry.location}
     try:
         with interrupts_stop_kernel():
             papermill.execute_notebook(
@@ -184,12 +184,7 @@ def run_template(
             raise
         return RunOutcome(run_id, "failed", output, error=message)
     registry.finish_run(run_id, "succeeded", output_notebook=str(output))
-    versions = [
-        row["version_id"]
-        for row in registry.query(
-            "SELECT version_id FROM model_versions WHERE run_id = ? ORDER BY created_at", [run_id]
-        )
-    ]
+    versions = registry.run_version_ids(run_id)
     report = None
     if path.stem in REPORTED_TEMPLATES:
         from transferlab.report import render_run_report

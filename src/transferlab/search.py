@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from transferlab.embeddings import EMBEDDING_DIM, embed_texts, model_search_text, text_hash
+from transferlab.embeddings import embed_texts, model_search_text, text_hash
 from transferlab.errors import TransferlabError
 from transferlab.registry import Registry
 from transferlab.registry.records import SOURCES
@@ -45,7 +44,7 @@ class SearchFilters:
 def sync_embeddings(registry: Registry) -> int:
     """Embed the models whose search text changed since they were last embedded."""
     stored = registry.embedding_hashes()
-    models = registry.query("SELECT * FROM models")
+    models = registry.all_models()
     stale = []
     for model in models:
         text = model_search_text(model)
@@ -66,10 +65,8 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
         raise TransferlabError(
             f"Unknown source {filters.source!r}.", f"Use one of: {', '.join(SOURCES)}."
         )
-    if filters.task and not registry.query(
-        "SELECT 1 FROM models WHERE task = ? LIMIT 1", [filters.task]
-    ):
-        tasks = [r["task"] for r in registry.query("SELECT DISTINCT task FROM models ORDER BY 1")]
+    if filters.task and not registry.has_task(filters.task):
+        tasks = registry.model_tasks()
         if filters.task not in tasks:
             raise TransferlabError(
                 f"Unknown task {filters.task!r}.",
@@ -82,15 +79,8 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
             f"Invalid licence filter {filters.license!r}.",
             f"Use {', '.join(LICENSE_POLICIES)} or a licence id such as apache-2.0.",
         )
-    if filters.license not in LICENSE_POLICIES and not registry.query(
-        "SELECT 1 FROM models WHERE license = ? LIMIT 1", [filters.license]
-    ):
-        known = [
-            r["license"]
-            for r in registry.query(
-                "SELECT DISTINCT license FROM models WHERE license IS NOT NULL ORDER BY 1"
-            )
-        ]
+    if filters.license not in LICENSE_POLICIES and not registry.has_licence(filters.license):
+        known = registry.model_licences()
         raise TransferlabError(
             f"Unknown licence {filters.license!r}: no model in this registry has it.",
             f"Use {', '.join(LICENSE_POLICIES)} or one of the licences in this registry: "
@@ -98,36 +88,6 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
         )
     if filters.limit < 1:
         raise TransferlabError(f"Invalid limit {filters.limit}.", "Use a positive number.")
-
-
-def filter_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
-    """The WHERE clause (or "") and its parameters for every filter but the query."""
-    clauses, params = [], []
-    if filters.task:
-        clauses.append("m.task = ?")
-        params.append(filters.task)
-    if filters.license == "commercial":
-        clauses.append("m.commercial_use")
-    elif filters.license == "open":
-        clauses.append("m.commercial_use IS NOT NULL")
-    elif filters.license != "any":
-        clauses.append("m.license = ?")
-        params.append(filters.license)
-    if filters.max_params is not None:
-        clauses.append("m.parameters <= ?")
-        params.append(filters.max_params)
-    if filters.source:
-        clauses.append("m.source = ?")
-        params.append(filters.source)
-    for tag in filters.tags:
-        clauses.append("list_contains(m.tags, ?)")
-        params.append(tag)
-    if filters.runnable_here:
-        clauses.append(
-            "m.name IN (SELECT v.model_name FROM model_versions v "
-            "WHERE v.uri IS NOT NULL AND v.uri NOT LIKE '%://%')"
-        )
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def local_path(uri: str | None) -> Path | None:
@@ -147,37 +107,13 @@ def search_models(registry: Registry, filters: SearchFilters) -> list[dict]:
     # Embed first (a model call), then hold the registry once for the whole search: the
     # nested queries reuse that open file instead of opening it again (~15 ms each).
     vector = embed_texts([filters.query])[0] if filters.query else None
-    with registry.connect(read_only=True):
+    with registry.session(read_only=True):
         return _search(registry, filters, vector)
 
 
 def _search(registry: Registry, filters: SearchFilters, vector: list[float] | None) -> list[dict]:
     _validate(registry, filters)
-    where, params = filter_sql(filters)
-    columns = (
-        "m.name, m.source, m.source_ref, m.task, m.architecture, m.library, m.license, "
-        "m.commercial_use, m.parameters, m.size_bytes, m.languages, m.tags, m.description"
-    )
-    if vector is not None:
-        # Rank on the narrow embeddings table first and join the wide model rows for the top k
-        # only: joining all 100k rows before sorting cost ~3.5x more (benchmarks/registry_bench).
-        candidates = f"SELECT m.name FROM models m{where}" if where else None
-        sql = (
-            "WITH top AS (SELECT name, array_cosine_similarity(embedding, "
-            f"?::FLOAT[{EMBEDDING_DIM}]) AS score FROM model_embeddings"
-            + (f" WHERE name IN ({candidates})" if candidates else "")
-            + " ORDER BY score DESC, name LIMIT ?) "
-            f"SELECT {columns}, top.score FROM top JOIN models m USING (name) "
-            "ORDER BY top.score DESC, m.name"
-        )
-        rows = registry.query(sql, [vector, *params, filters.limit])
-    else:
-        # Names first, wide columns for the page only: ~15 % faster on 100k models.
-        sql = (
-            f"WITH top AS (SELECT m.name FROM models m{where} ORDER BY m.name LIMIT ?) "
-            f"SELECT {columns}, NULL AS score FROM top JOIN models m USING (name) ORDER BY m.name"
-        )
-        rows = registry.query(sql, [*params, filters.limit])
+    rows = registry.search_rows(filters, filters.limit, vector)
     if filters.runnable_here and rows:
         local = _names_with_local_weights(registry, [row["name"] for row in rows])
         rows = [row for row in rows if row["name"] in local]
@@ -186,20 +122,18 @@ def _search(registry: Registry, filters: SearchFilters, vector: list[float] | No
 
 def _names_with_local_weights(registry: Registry, names: list[str]) -> set[str]:
     """Of `names`, those with a version whose weights are in a folder on this machine."""
-    versions = registry.query(
-        "SELECT model_name, uri FROM model_versions WHERE list_contains(?, model_name)", [names]
-    )
+    versions = registry.version_uris(names)
     return {v["model_name"] for v in versions if local_path(v["uri"])}
 
 
 def explain_empty(registry: Registry, filters: SearchFilters) -> str:
     """Which single filter removes the most models, to say why nothing matched."""
-    with registry.connect(read_only=True):
+    with registry.session(read_only=True):
         return _explain_empty(registry, filters)
 
 
 def _explain_empty(registry: Registry, filters: SearchFilters) -> str:
-    total = registry.query("SELECT count(*) AS n FROM models")[0]["n"]
+    total = registry.model_count()
     candidates = {
         "task": SearchFilters(task=filters.task),
         "license": SearchFilters(license=filters.license),
@@ -210,10 +144,9 @@ def _explain_empty(registry: Registry, filters: SearchFilters) -> str:
     }
     removed = {}
     for name, single in candidates.items():
-        where, params = filter_sql(single)
-        if not where:
+        if not registry.filter_is_set(single):
             continue
-        kept = registry.query(f"SELECT count(*) AS n FROM models m{where}", params)[0]["n"]
+        kept = registry.count_models_matching(single)
         removed[name] = total - kept
     if not removed:
         return f"The registry holds {total} models."

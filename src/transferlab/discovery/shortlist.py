@@ -12,16 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transferlab.discovery.config import CANDIDATE_TASKS, DiscoveryConfig
-from transferlab.embeddings import EMBEDDING_DIM, embed_texts
+from transferlab.embeddings import embed_texts
 from transferlab.errors import TransferlabError
 from transferlab.finetuning.sources import HUB_SCHEME, hub_status, sequence_classification_types
 from transferlab.registry import Registry
-from transferlab.search import LICENSE_POLICIES, SearchFilters, filter_sql, local_path
+from transferlab.search import LICENSE_POLICIES, local_path
 
-_MODEL_COLUMNS = (
-    "m.name, m.source, m.source_ref, m.task, m.model_type, m.license, m.commercial_use, "
-    "m.parameters, m.size_bytes, m.finetune, m.origin"
-)
 # version id -> why it must not be scored, or None
 Exclude = Callable[[str], str | None]
 _FIXES = {
@@ -49,59 +45,28 @@ class Candidate:
     status: str = "not runnable"  # the table's status when it is not scored
 
 
-def _filter_clauses(config: DiscoveryConfig) -> dict[str, tuple[str, list[Any]]]:
-    """One SQL condition per user-facing filter (so each can be counted alone)."""
-    tasks = list(CANDIDATE_TASKS[config.task])
-    head_types = sorted(sequence_classification_types())
-    clauses = {
-        "task": (
-            "m.task IN (SELECT unnest(?::VARCHAR[])) AND (m.model_type IS NULL OR "
-            "m.model_type IN (SELECT unnest(?::VARCHAR[]))) AND EXISTS (SELECT 1 FROM "
-            "model_versions v WHERE v.model_name = m.name AND v.kind <> 'adapter')",
-            [tasks, head_types],
-        )
+def _filters(config: DiscoveryConfig) -> dict[str, Any]:
+    """Discovery's filters as the registry's candidate queries take them."""
+    return {
+        "tasks": list(CANDIDATE_TASKS[config.task]),
+        "head_types": sorted(sequence_classification_types()),
+        "license": config.license,
+        "max_params": config.max_params,
     }
-    for name, single in (
-        ("license", SearchFilters(license=config.license)),
-        ("max_params", SearchFilters(max_params=config.max_params)),
-        ("runnable_here", SearchFilters(runnable_here=config.runnable_here)),
-    ):
-        where, params = filter_sql(single)
-        if where:
-            clauses[name] = (where.removeprefix(" WHERE "), params)
-    return clauses
-
-
-def _combine(clauses: dict[str, tuple[str, list[Any]]], skip: tuple[str, ...] = ()) -> tuple:
-    kept = [(sql, params) for name, (sql, params) in clauses.items() if name not in skip]
-    if not kept:
-        return "", []
-    return (
-        " WHERE " + " AND ".join(f"({sql})" for sql, _ in kept),
-        [p for _, params in kept for p in params],
-    )
 
 
 def explain_no_match(registry: Registry, config: DiscoveryConfig) -> TransferlabError:
     """The error for an empty candidate list, naming the filter that removes the most."""
-    clauses = _filter_clauses(config)
-    total = registry.query("SELECT count(*) AS n FROM models")[0]["n"]
+    total = registry.model_count()
     if not total:
         return TransferlabError(
             f"The registry {registry.path} holds no models.", "Run `transferlab init` first."
         )
-    removed = {}
-    for name, (sql, params) in clauses.items():
-        kept = registry.query(f"SELECT count(*) AS n FROM models m WHERE {sql}", params)[0]["n"]
-        removed[name] = total - kept
+    kept = registry.candidate_filter_counts(**_filters(config), runnable_here=config.runnable_here)
+    removed = {name: total - count for name, count in kept.items()}
     worst = max(removed, key=lambda name: removed[name])
     if worst == "license" and config.license not in LICENSE_POLICIES and removed[worst] == total:
-        held = [
-            r["license"]
-            for r in registry.query(
-                "SELECT DISTINCT license FROM models WHERE license IS NOT NULL ORDER BY 1"
-            )
-        ]
+        held = registry.model_licences()
         return TransferlabError(
             f"No registered model has the licence {config.license!r}.",
             f"Use license='any', 'commercial' or 'open', or one of the licences in the "
@@ -123,16 +88,7 @@ def explain_no_match(registry: Registry, config: DiscoveryConfig) -> Transferlab
 
 def _ranked(registry: Registry, config: DiscoveryConfig, vector: list[float] | None) -> list:
     """Models passing every filter but runnable_here, best semantic match first."""
-    where, params = _combine(_filter_clauses(config), skip=("runnable_here",))
-    if vector is None:
-        sql = f"SELECT {_MODEL_COLUMNS}, NULL AS similarity FROM models m{where} ORDER BY m.name"
-        return registry.query(sql, params)
-    sql = (
-        f"SELECT {_MODEL_COLUMNS}, array_cosine_similarity(e.embedding, "
-        f"?::FLOAT[{EMBEDDING_DIM}]) AS similarity FROM models m LEFT JOIN model_embeddings e "
-        f"USING (name){where} ORDER BY similarity DESC NULLS LAST, m.name"
-    )
-    return registry.query(sql, [vector, *params])
+    return registry.candidate_models(**_filters(config), vector=vector)
 
 
 def _scored_version(
@@ -141,11 +97,7 @@ def _scored_version(
     """(version id, uri, weights here, why excluded): the latest complete version with local
     weights that `exclude` does not rule out, else the latest one it rules out (with why),
     else the latest complete version (a Hub reference or a missing folder)."""
-    versions = registry.query(
-        "SELECT version_id, uri FROM model_versions WHERE model_name = ? AND kind <> 'adapter' "
-        "ORDER BY version DESC",
-        [name],
-    )
+    versions = registry.complete_versions_of(name)
     ruled_out = None
     for version in versions:
         if local_path(version["uri"]):
@@ -188,7 +140,7 @@ def build_shortlist(
     listed (as many as are scored at most) with that reason.
     """
     vector = embed_texts([config.query])[0] if config.query else None
-    with registry.connect(read_only=True):
+    with registry.session(read_only=True):
         ranked = []
         for row in _ranked(registry, config, vector):
             version_id, uri, runnable, why = _scored_version(registry, row["name"], exclude)

@@ -25,10 +25,6 @@ POINT_COLUMNS = [
     "seed",
     "value",
 ]
-_SELECT = (
-    "SELECT u.run_id, u.kind, u.status, u.parameters, r.dataset, r.value, r.n_train, r.seed "
-    "FROM runs u LEFT JOIN results r ON r.run_id = u.run_id AND r.metric = ? AND r.split = ?"
-)
 
 
 def normalise_run_ids(runs: str | Sequence[str] | None) -> list[str]:
@@ -122,11 +118,7 @@ def collect_points(
 def _rows_for_ids(
     registry: Registry, run_ids: list[str], metric: str, split: str, notes: list[str]
 ) -> list[dict]:
-    placeholders = ", ".join("?" for _ in run_ids)
-    rows = registry.query(
-        f"{_SELECT} WHERE u.run_id IN ({placeholders}) ORDER BY u.started_at",
-        [metric, split, *run_ids],
-    )
+    rows = registry.run_scores(run_ids, metric, split)
     missing = sorted(set(run_ids) - {row["run_id"] for row in rows})
     if missing:
         raise NotFoundError(
@@ -153,22 +145,7 @@ def _rows_matching(
     metric: str,
     split: str,
 ) -> list[dict]:
-    clauses = ["u.kind = 'finetune'", "u.status = 'succeeded'"]
-    params: list[Any] = [metric, split]
-    models = sorted(set(base_models)) if base_models is not None else None
-    if models is not None:
-        if not models:
-            return []
-        marks = ", ".join("?" for _ in models)
-        clauses.append(f"json_extract_string(u.parameters, '$.base_model') IN ({marks})")
-        params.extend(models)
-    if fingerprint is not None:
-        clauses.append(
-            "(u.data_fingerprint = ? "
-            "OR json_extract_string(u.parameters, '$.data.splits.test.fingerprint') = ?)"
-        )
-        params.extend([fingerprint, fingerprint])
-    return registry.query(f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY u.started_at", params)
+    return registry.finetune_scores(metric, split, base_models=base_models, fingerprint=fingerprint)
 
 
 def _point(row: dict) -> dict | None:

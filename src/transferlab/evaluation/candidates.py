@@ -174,10 +174,4 @@ def _extra_labels(candidate: Candidate, task_labels: list[str]) -> str | None:
 
 def _production_holders(registry: Registry, suite_name: str, alias: str) -> list[str]:
     """Versions that hold `alias` of their model and have results on this suite."""
-    rows = registry.query(
-        "SELECT a.version_id FROM aliases a WHERE a.alias = ? AND EXISTS "
-        "(SELECT 1 FROM results r WHERE r.version_id = a.version_id AND r.suite = ?) "
-        "ORDER BY a.model_name",
-        [alias, suite_name],
-    )
-    return [row["version_id"] for row in rows]
+    return registry.alias_holders_with_results(alias, suite_name)

@@ -446,11 +446,7 @@ def _n_train(registry: Registry, version: VersionRecord) -> int | None:
     """Training examples of the run that made the version (or its nearest ancestor's run)."""
     for record in registry.lineage(version.version_id):
         if record.run_id:
-            rows = registry.query(
-                "SELECT max(n_train) AS n FROM results WHERE version_id = ? AND run_id = ?",
-                [record.version_id, record.run_id],
-            )
-            return rows[0]["n"] if rows else None
+            return registry.training_examples(record.version_id, record.run_id)
     return None
 
 

@@ -114,12 +114,7 @@ def resolve_base(base: str, registry: Registry) -> BaseModel:
 def _local_base(folder: Path, registry: Registry) -> BaseModel:
     from transferlab.catalog.local import inspect_local_model
 
-    rows = registry.query(
-        "SELECT v.version_id, v.model_name, m.task, m.license, m.commercial_use, m.languages, "
-        "m.finetune, m.model_type FROM model_versions v JOIN models m ON m.name = v.model_name "
-        "WHERE v.uri = ? AND v.kind IN ('base', 'full', 'merged') ORDER BY v.created_at DESC",
-        [str(folder)],
-    )
+    rows = registry.complete_versions_at(str(folder))
     source = sources.ModelSource(str(folder), is_local=True)
     model_type = sources.read_model_type(source)
     if rows:

@@ -432,11 +432,11 @@ def _default_name(base_name: str, data_name: str, method: str) -> str:
 
 
 def _check_name_free(registry: Registry, name: str) -> None:
-    rows = registry.query("SELECT origin, source FROM models WHERE name = ?", [name])
-    if rows and rows[0]["origin"] != "derived":
+    known = registry.model_origin(name)
+    if known is not None and known["origin"] != "derived":
         raise TransferlabError(
             f"The name {name!r} is taken by a model that no fine-tuning run made "
-            f"(origin: {rows[0]['origin']}).",
+            f"(origin: {known['origin']}).",
             "Give the fine-tuned model another name (name=...).",
         )
 
@@ -445,7 +445,7 @@ def _check_output_dir(
     output_dir: str | os.PathLike[str] | None, registry: Registry, name: str, stamp: str
 ) -> Path:
     if output_dir is None:
-        folder = registry.path.parent / "models" / name.replace("/", "--") / stamp
+        folder = registry.models_dir / name.replace("/", "--") / stamp
     else:
         folder = Path(output_dir).expanduser()
     folder = folder.resolve()

@@ -77,34 +77,22 @@ def register_outcome(
 ) -> VersionRecord:
     """Base (if new), derived model, version and results: all or nothing."""
     record = derived_record(resolved, saved, outcome, splits)
-    with registry.transaction() as con:
-        parent_id = resolved.base.version_id
-        if parent_id is None and resolved.base.record_to_register is not None:
-            base_record = resolved.base.record_to_register
-            registry.upsert_models([base_record], origin="import", con=con)
-            parent_id = registry.add_version(
-                base_record.name,
-                "base",
-                resolved.base.source.location,
-                metadata={"registered_by_run": run_id},
-                con=con,
-            ).version_id
-        # Later runs add versions to the model and leave its record as the first run wrote it:
-        # DuckDB rejects an UPDATE of a models row that versions reference (foreign key).
-        if not con.execute("SELECT 1 FROM models WHERE name = ?", [record.name]).fetchall():
-            registry.upsert_models([record], origin="derived", con=con)
-        version = registry.add_version(
-            resolved.name,
-            saved.kind,
-            str(saved.folder),
-            parent_version_id=parent_id,
-            run_id=run_id,
-            label_names=list(splits.label_names),
-            metadata={**saved.metadata, "base_version_id": parent_id},
-            con=con,
+    base = None
+    if resolved.base.version_id is None and resolved.base.record_to_register is not None:
+        base = (
+            resolved.base.record_to_register,
+            resolved.base.source.location,
+            {"registered_by_run": run_id},
         )
-        rows = result_rows(run_id, resolved, outcome, len(splits.train))
-        for row in rows:
-            row["version_id"] = version.version_id
-        registry.add_results(rows, con=con)
-    return version
+    # Later runs add versions to the model and leave its record as the first run wrote it.
+    return registry.record_derived_version(
+        record,
+        saved.kind,
+        str(saved.folder),
+        run_id=run_id,
+        parent_version_id=resolved.base.version_id,
+        base=base,
+        label_names=list(splits.label_names),
+        metadata=saved.metadata,
+        results=result_rows(run_id, resolved, outcome, len(splits.train)),
+    )

@@ -33,6 +33,8 @@ class AliasesMixin:
 
         def _suggest(self, con: duckdb.DuckDBPyConnection, name: str) -> str: ...
 
+        def _rows(self, sql: str, params: Any = ()) -> list[dict]: ...
+
     def set_alias(
         self,
         ref: str,
@@ -103,6 +105,25 @@ class AliasesMixin:
                 "VALUES (?, 'alias.remove', ?, ?, ?, ?)",
                 [self.actor, model_name, alias, previous[0][0], reason],
             )
+
+    def alias_holder(self, model_name: str, alias: str) -> str | None:
+        """The version `model_name@alias` points at, or None when it is not set."""
+        rows = self._rows(
+            "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?",
+            [model_name, alias],
+        )
+        return rows[0]["version_id"] if rows else None
+
+    def has_held_alias(self, model_name: str, alias: str, version_id: str) -> bool:
+        """Whether `model_name@alias` points at the version now or ever did (audit log)."""
+        return bool(
+            self._rows(
+                "SELECT 1 AS hit FROM aliases WHERE model_name = ? AND alias = ? "
+                "AND version_id = ? UNION ALL SELECT 1 FROM audit_log WHERE model_name = ? "
+                "AND alias = ? AND to_version = ? LIMIT 1",
+                [model_name, alias, version_id, model_name, alias, version_id],
+            )
+        )
 
     def aliases(self, model_name: str | None = None) -> list[dict]:
         """The aliases of one model (which must exist), or of every model."""

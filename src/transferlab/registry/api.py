@@ -17,17 +17,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from transferlab.config import current_actor, resolve_registry_path
+from transferlab.config import current_actor
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.aliases import AliasesMixin
-from transferlab.registry.connection import connection, lock_timeout_from_env, transaction
-from transferlab.registry.files import (
-    check_registry_path,
-    create_folder,
-    registry_exists,
-    write_refusal,
-)
-from transferlab.registry.migrate import migrate, migration_needed
+from transferlab.registry.backends import RegistryBackend, open_backend, resolve_models_dir
+from transferlab.registry.connection import lock_timeout_from_env
+from transferlab.registry.model_queries import ModelQueriesMixin
 from transferlab.registry.records import (
     SOURCES,
     VERSION_KINDS,
@@ -35,8 +30,11 @@ from transferlab.registry.records import (
     VersionRecord,
 )
 from transferlab.registry.refs import VersionRef, parse_version_ref, validate_name
+from transferlab.registry.result_queries import ResultQueriesMixin
 from transferlab.registry.rows import dict_rows, to_json, utc_now
 from transferlab.registry.runs import RunsMixin, gone_runs, new_run_id, package_versions
+from transferlab.registry.search_queries import SearchQueriesMixin
+from transferlab.registry.writes import WritesMixin
 
 __all__ = ["Registry", "new_run_id", "package_versions", "record_hash", "require_registry_file"]
 
@@ -77,8 +75,21 @@ def record_hash(record: ModelRecord) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class Registry(AliasesMixin, RunsMixin):
-    """The transferlab model registry stored in one DuckDB file (created on first use)."""
+class Registry(
+    AliasesMixin,
+    RunsMixin,
+    ModelQueriesMixin,
+    SearchQueriesMixin,
+    ResultQueriesMixin,
+    WritesMixin,
+):
+    """The transferlab model registry, kept by a backend chosen by its location: a DuckDB
+    file (a plain path or duckdb:///abs/path, created on first use) or a backend another
+    package declares (registry/backends.py).
+
+    `models_dir` is where model weights are written (fine-tunes): an explicit value
+    wins, then TRANSFERLAB_MODELS, then a `models` folder beside the registry file.
+    """
 
     def __init__(
         self,
@@ -86,68 +97,61 @@ class Registry(AliasesMixin, RunsMixin):
         *,
         lock_timeout_s: float | None = None,
         actor: str | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
     ):
-        self.path = resolve_registry_path(path)
         self.lock_timeout_s = (
             lock_timeout_s if lock_timeout_s is not None else lock_timeout_from_env()
         )
+        self.backend: RegistryBackend = open_backend(path, lock_timeout_s=self.lock_timeout_s)
+        self.path = self.backend.path
+        self.location = self.backend.location
+        self.models_dir = resolve_models_dir(models_dir, self.backend)
         self.actor = actor or current_actor()
         self._ready = False
 
     def __repr__(self) -> str:
-        return f"Registry({str(self.path)!r})"
+        return f"Registry({self.location!r})"
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection with the schema up to date. Hold it briefly.
+        """A short-lived connection with the schema up to date, for the registry package's
+        own methods (code outside it holds the registry with `session()`). Hold it briefly.
 
         `read_only` attaches the file READ_ONLY under a shared lock: other processes may read
         at the same time, and it works on a registry this process may not write.
         """
         if not self._ready:
-            self._prepare()
-        with connection(self.path, self.lock_timeout_s, read_only=read_only) as con:
+            # Once per Registry: refuse a location that is no registry, bring the schema up
+            # to date, and mark the runs of this host whose process is gone as interrupted.
+            self.backend.prepare(gone_runs, self._interrupt)
+            self._ready = True
+        with self.backend.connection(read_only=read_only) as con:
             yield con
 
-    def _prepare(self) -> None:
-        """Once per Registry, before its first operation: refuse a path that is no registry,
-        bring the schema up to date, and mark the runs of this host whose process is gone as
-        interrupted. A registry that needs neither is only read (shared, READ_ONLY)."""
-        check_registry_path(self.path)
-        if self.path.exists():
-            with connection(self.path, self.lock_timeout_s, read_only=True) as con:
-                behind = migration_needed(con, str(self.path))
-                gone = [] if behind else gone_runs(con)  # schema 3 records processes
-            if not behind and not gone:
-                self._ready = True
-                return
-            refusal = write_refusal(self.path)
-            if refusal is not None:
-                if behind:
-                    raise RegistryError(
-                        f"{refusal.problem} Its schema is older than this transferlab's and "
-                        "must be upgraded, which writes.",
-                        refusal.fix,
-                    )
-                self._ready = True  # dead runs stay `running` where we may not write
-                return
-        else:
-            create_folder(self.path)
-        with connection(self.path, self.lock_timeout_s) as con:
-            migrate(con, str(self.path))
-            self._interrupt(con, gone_runs(con))
-        self._ready = True
+    @contextmanager
+    def session(self, *, read_only: bool = False) -> Iterator[None]:
+        """Hold the registry open across several calls: the methods called inside the block
+        share one open registry (and one lock) instead of opening it each. Yields nothing."""
+        with self.connect(read_only=read_only):
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.connect() as con, transaction(con):
+        with self.connect() as con, self.backend.transaction(con):
             yield con
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
-        """Read-only escape hatch for notebooks: parameterized SQL, rows as dicts. Inside a
-        `connect()` block it uses that connection; alone it reads under a shared lock."""
+        """Read-only escape hatch for notebooks only: one parameterized SELECT, rows as dicts.
+        A statement that would write is refused (changes go through the Registry's methods);
+        package code calls named methods instead. Inside a `session()` it reuses that open
+        registry; alone it reads under a shared lock."""
+        self.backend.check_read_only(sql)
+        return self._rows(sql, params)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        """A parameterized read of the registry package's own SQL, rows as dicts."""
         with self.connect(read_only=True) as con:
             return dict_rows(con, sql, params)
 
@@ -469,7 +473,7 @@ class Registry(AliasesMixin, RunsMixin):
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self.query(f"SELECT * FROM results{where} ORDER BY result_id", params)
+        return self._rows(f"SELECT * FROM results{where} ORDER BY result_id", params)
 
     def leaderboard(self, suite: str, metric: str = "accuracy", limit: int = 20) -> list[dict]:
         """Versions ranked by their mean `metric` on `suite` over succeeded runs.
@@ -477,7 +481,7 @@ class Registry(AliasesMixin, RunsMixin):
         A quick overall ranking (mean over the suite's tasks, splits and seeds); the
         `transferlab leaderboard` command ranks per task and split with spreads.
         """
-        return self.query(
+        return self._rows(
             "SELECT r.version_id, avg(r.value) AS score, count(*) AS n_results, "
             "max(r.created_at) AS last_result FROM results r JOIN runs u USING (run_id) "
             "WHERE r.suite = ? AND r.metric = ? AND r.version_id IS NOT NULL "
@@ -516,8 +520,8 @@ class Registry(AliasesMixin, RunsMixin):
 
     def profiles(self, version_id: str | None = None) -> list[dict]:
         if version_id:
-            return self.query("SELECT * FROM profiles WHERE version_id = ?", [version_id])
-        return self.query("SELECT * FROM profiles ORDER BY version_id")
+            return self._rows("SELECT * FROM profiles WHERE version_id = ?", [version_id])
+        return self._rows("SELECT * FROM profiles ORDER BY version_id")
 
     # -- embeddings for semantic search -----------------------------------------------------
 
@@ -548,13 +552,14 @@ class Registry(AliasesMixin, RunsMixin):
         return len(frame)
 
 
-def require_registry_file(path: str | os.PathLike[str] | None) -> Path:
-    """For read commands: the registry must already exist (init creates it)."""
-    resolved = resolve_registry_path(path)
-    if not registry_exists(resolved):
+def require_registry_file(path: str | os.PathLike[str] | None) -> Path | str:
+    """For read commands: the registry must already exist (init creates it). Its file, or
+    the location of a registry kept elsewhere than in a file."""
+    backend = open_backend(path, lock_timeout_s=lock_timeout_from_env())
+    if not backend.exists():
         raise RegistryError(
-            f"No registry at {resolved}.",
+            f"No registry at {backend.path or backend.location}.",
             "Create it with `transferlab init` (or point --registry / TRANSFERLAB_REGISTRY "
             "at an existing file).",
         )
-    return resolved
+    return backend.path if backend.path is not None else backend.location

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from transferlab.errors import NotFoundError, TransferlabError
-from transferlab.registry.files import writable
 from transferlab.registry.processes import gone_reason, this_host, this_process
 from transferlab.registry.records import RUN_STATUSES
 from transferlab.registry.rows import dict_rows, to_json, utc_now
+
+if TYPE_CHECKING:
+    from transferlab.registry.backends import RegistryBackend
 
 TRACKED_PACKAGES = (
     "transferlab",
@@ -123,7 +125,10 @@ class RunsMixin:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager: ...
 
-        def query(self, sql: str, params: Any = ()) -> list[dict]: ...
+        def _rows(self, sql: str, params: Any = ()) -> list[dict]: ...
+
+    backend: RegistryBackend
+    models_dir: Path
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -211,7 +216,7 @@ class RunsMixin:
         """Mark the runs of this host whose process is gone as interrupted; their ids.
 
         Nothing is marked in a registry this process may not write."""
-        if not writable(self.path):
+        if not self.backend.writable():
             return []
         with self.connect() as con:
             return self._interrupt(con, gone_runs(con))
@@ -258,7 +263,7 @@ class RunsMixin:
                 [row["run_id"], str(folder_path), str(folder_path) + os.sep],
             ).fetchall()[0][0]
             if not registered:
-                remove_unfinished_model_folder(folder_path, self.path.parent / "models")
+                remove_unfinished_model_folder(folder_path, self.models_dir)
 
     def _require_run(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
@@ -303,11 +308,11 @@ class RunsMixin:
             if not gone:
                 return [_decoded(row) for row in dict_rows(con, sql, [*params, limit])]
         self.interrupt_gone_runs()
-        return [_decoded(row) for row in self.query(sql, [*params, limit])]
+        return [_decoded(row) for row in self._rows(sql, [*params, limit])]
 
     def run_kinds(self) -> list[str]:
         """The kinds of run recorded (finetune, benchmark, discover, ...), sorted."""
-        return [r["kind"] for r in self.query("SELECT DISTINCT kind FROM runs ORDER BY kind")]
+        return [r["kind"] for r in self._rows("SELECT DISTINCT kind FROM runs ORDER BY kind")]
 
     # -- sweeps -----------------------------------------------------------------------------
 
@@ -379,7 +384,7 @@ class RunsMixin:
         if name is not None:
             sql += " WHERE name = ?"
             params.append(name)
-        rows = self.query(sql + " ORDER BY created_at DESC, sweep_id DESC", params)
+        rows = self._rows(sql + " ORDER BY created_at DESC, sweep_id DESC", params)
         for row in rows:
             for key in ("spec", "summary"):
                 if isinstance(row[key], str):
@@ -415,7 +420,7 @@ class RunsMixin:
         runs that never started have no row.
         """
         sweep = self.get_sweep(sweep_id_or_name)
-        rows = self.query(
+        rows = self._rows(
             "SELECT r.*, s.run_key, s.reused FROM sweep_runs s JOIN runs r USING (run_id) "
             "WHERE s.sweep_id = ? ORDER BY r.started_at, s.run_key",
             [sweep["sweep_id"]],

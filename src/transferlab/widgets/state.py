@@ -67,7 +67,7 @@ class SearchOutcome:
 
 
 def registry_tasks(registry: Registry) -> list[str]:
-    return [r["task"] for r in registry.query("SELECT DISTINCT task FROM models ORDER BY 1")]
+    return registry.model_tasks()
 
 
 def find_models(registry: Registry, values: FilterValues) -> SearchOutcome:
@@ -89,10 +89,7 @@ def runnable_models(registry: Registry, names: list[str]) -> set[str]:
     """Which of `names` have a version whose weights are on this machine."""
     if not names:
         return set()
-    marks = ", ".join("?" for _ in names)
-    rows = registry.query(
-        f"SELECT model_name, uri FROM model_versions WHERE model_name IN ({marks})", names
-    )
+    rows = registry.version_uris(names)
     return {row["model_name"] for row in rows if local_path(row["uri"])}
 
 
@@ -119,7 +116,7 @@ class ModelDetails:
 
 
 def model_details(registry: Registry, name: str) -> ModelDetails:
-    with registry.connect(read_only=True):  # one open file for the handful of queries below
+    with registry.session(read_only=True):  # one open file for the handful of queries below
         model = registry.get_model(name)
         versions = []
         for record in registry.versions(name):
@@ -129,12 +126,7 @@ def model_details(registry: Registry, name: str) -> ModelDetails:
             versions.append(row)
         ids = [v["version_id"] for v in versions]
         profiles = [p for p in registry.profiles() if p["version_id"] in ids]
-        results = registry.query(
-            "SELECT version_id, suite, dataset, split, metric, avg(value) AS value, "
-            "count(*) AS n FROM results WHERE version_id IN (SELECT version_id FROM "
-            "model_versions WHERE model_name = ?) GROUP BY ALL ORDER BY ALL",
-            [name],
-        )
+        results = registry.result_means_of_model(name)
         aliases = registry.aliases(name)
     return ModelDetails(model, versions, aliases, profiles, results)
 
