@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test lint format bench clean-registry
+.PHONY: demo test test-fast lint format bench clean-registry
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m transferlab.demo
 
+# Every tier: tests and the notebooks (nbval), real MiniLM, training, browser, GPU where present.
 test: $(STAMP) lint
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 tests templates notebooks --nbval-lax
+
+# The inner loop (about 2 minutes on 2 busy cores): no real pre-trained weights, nothing trained, no
+# template or notebook run, no browser, no GPU (markers in pyproject.toml).
+FAST := not real_model and not training and not browser and not gpu and not slow
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q --durations=10 -m "$(FAST)" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

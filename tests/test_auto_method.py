@@ -42,6 +42,7 @@ def test_auto_is_in_the_table_and_never_trains_itself():
         method.prepare(None, [])
 
 
+@pytest.mark.training
 def test_auto_on_the_sample_data_records_its_choice_and_reason(tmp_path, st_bert_dir):
     registry = Registry(tmp_path / "registry.duckdb")
     config = FinetuneConfig(
@@ -66,6 +67,7 @@ def test_auto_on_the_sample_data_records_its_choice_and_reason(tmp_path, st_bert
         assert resolved["setting_sources"]["early_stopping_patience"] == "auto"
 
 
+@pytest.mark.training
 def test_auto_with_one_example_in_a_class_picks_the_probe(tmp_path, st_bert_dir):
     frame = pd.read_csv(sample_data_path("train"))
     refund = frame[frame["label"] == "refund"].head(1)

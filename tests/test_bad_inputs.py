@@ -17,6 +17,8 @@ import pytest
 from transferlab import Registry
 from transferlab.cli import main
 
+pytestmark = [pytest.mark.training]
+
 TABLES = (
     "models",
     "model_versions",

@@ -20,6 +20,8 @@ from transferlab.registry import ModelRecord
 
 from .conftest import build_tiny_bert, make_sentence_transformers_model
 
+pytestmark = [pytest.mark.training]
+
 INTENTS = ["account_access", "billing", "delivery", "refund", "technical_issue"]
 SEED = 3
 PER_CLASS = 8

@@ -11,6 +11,8 @@ import pytest
 
 from transferlab import Registry
 
+pytestmark = [pytest.mark.training]
+
 
 @pytest.fixture(scope="module")
 def benchmarked(tiny_run, tmp_path_factory):

@@ -40,6 +40,7 @@ def _counts(path: str) -> dict:
     }
 
 
+@pytest.mark.real_model
 def test_init_loads_catalog_registers_minilm_and_a_second_run_changes_nothing(reg_path, run_cli):
     counts = _counts(reg_path)
     assert counts["models"] >= 30
@@ -54,6 +55,7 @@ def test_init_loads_catalog_registers_minilm_and_a_second_run_changes_nothing(re
     assert _counts(reg_path) == counts
 
 
+@pytest.mark.real_model
 def test_catalog_covers_sources_and_tasks(initialized):
     registry = Registry(initialized)
     sources = {r["source"] for r in registry.query("SELECT DISTINCT source FROM models")}
@@ -66,6 +68,7 @@ def test_catalog_covers_sources_and_tasks(initialized):
     assert minilm["finetune"]["target_modules"] == ["query", "value"]
 
 
+@pytest.mark.real_model
 def test_show_lists_hub_and_local_versions_with_profile(initialized, run_cli):
     code, out, _ = run_cli("show", "all-MiniLM-L6-v2", "--registry", initialized, "--json")
     shown = json.loads(out)
@@ -81,6 +84,7 @@ def test_show_lists_hub_and_local_versions_with_profile(initialized, run_cli):
     assert "versions" in out and "latency_ms_p50" in out
 
 
+@pytest.mark.real_model
 def test_semantic_search_with_filters(initialized, run_cli):
     code, out, _ = run_cli(
         "search", "multilingual sentence embeddings", "--task", "feature-extraction",
@@ -95,6 +99,7 @@ def test_semantic_search_with_filters(initialized, run_cli):
     assert code == 0 and "score" in out.splitlines()[0]
 
 
+@pytest.mark.real_model
 def test_filters_licence_source_tags_and_runnable_here(initialized, run_cli):
     def names(*args: str) -> list[dict]:
         code, out, _ = run_cli("search", *args, "--limit", "100", "--registry", initialized,
@@ -110,6 +115,7 @@ def test_filters_licence_source_tags_and_runnable_here(initialized, run_cli):
     assert all(r["license"] == "mit" for r in names("--license", "mit"))
 
 
+@pytest.mark.real_model
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -126,6 +132,7 @@ def test_invalid_filters_are_explained(initialized, run_cli, args, expected):
     assert code == 2 and expected in err and "fix:" in err and out == ""
 
 
+@pytest.mark.real_model
 def test_no_match_names_the_filter_that_removed_most(initialized, run_cli):
     code, out, _ = run_cli("search", "--max-params", "1K", "--task", "feature-extraction",
                            "--registry", initialized)  # fmt: skip
@@ -133,6 +140,7 @@ def test_no_match_names_the_filter_that_removed_most(initialized, run_cli):
     assert "the max_params filter alone removes" in out
 
 
+@pytest.mark.real_model
 def test_import_local_registers_profiles_and_is_idempotent(reg_path, tiny_bert_dir, run_cli):
     code, out, _ = run_cli("import", "local", tiny_bert_dir, "--name", "tiny-bert",
                            "--registry", reg_path, "--json")  # fmt: skip
@@ -148,6 +156,7 @@ def test_import_local_registers_profiles_and_is_idempotent(reg_path, tiny_bert_d
     assert "tiny-bert" in out
 
 
+@pytest.mark.real_model
 def test_import_of_a_folder_without_config_leaves_registry_unchanged(reg_path, tmp_path, run_cli):
     folder = tmp_path / "not-a-model"
     folder.mkdir()
@@ -158,6 +167,7 @@ def test_import_of_a_folder_without_config_leaves_registry_unchanged(reg_path, t
     assert _counts(reg_path) == before
 
 
+@pytest.mark.real_model
 def test_import_hf_offline_fails_fast_with_a_clear_message(reg_path, run_cli):
     started = time.monotonic()
     code, _, err = run_cli("import", "hf", "google-bert/bert-base-cased", "--registry", reg_path)
@@ -165,6 +175,7 @@ def test_import_hf_offline_fails_fast_with_a_clear_message(reg_path, run_cli):
     assert "offline" in err.lower() and "import local" in err
 
 
+@pytest.mark.real_model
 def test_alias_set_remove_and_history(reg_path, run_cli):
     assert run_cli("alias", "set", "all-MiniLM-L6-v2:2", "champion", "--reason", "only local",
                    "--registry", reg_path)[0] == 0  # fmt: skip
@@ -186,6 +197,7 @@ def test_alias_set_remove_and_history(reg_path, run_cli):
     assert code == 2 and "No model named 'no-such-model'" in err
 
 
+@pytest.mark.real_model
 def test_profile_command_measures_a_local_version(reg_path, run_cli):
     code, out, _ = run_cli("profile", "all-MiniLM-L6-v2:2", "--registry", reg_path, "--json")
     assert code == 0 and json.loads(out)["parameters"] == 22_713_216
@@ -214,6 +226,7 @@ def test_read_commands_need_an_existing_registry(tmp_path, run_cli):
     assert not (tmp_path / "missing.duckdb").exists()
 
 
+@pytest.mark.real_model
 def test_locked_registry_is_reported_with_its_holder(reg_path, run_cli, monkeypatch):
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -231,6 +244,7 @@ def test_locked_registry_is_reported_with_its_holder(reg_path, run_cli, monkeypa
     assert code == 2 and f"PID {holder.pid}" in err and "TRANSFERLAB_LOCK_TIMEOUT" in err
 
 
+@pytest.mark.real_model
 def test_console_script_is_installed(initialized):
     result = subprocess.run(
         [transferlab_executable(), "runs", "--registry", initialized, "--json"],

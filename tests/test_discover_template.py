@@ -20,6 +20,8 @@ from transferlab.discovery import recommendation
 from transferlab.initialize import initialize
 from transferlab.runner import run_template
 
+pytestmark = [pytest.mark.real_model, pytest.mark.training]
+
 TINY = "tiny-bert"
 
 

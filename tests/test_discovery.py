@@ -34,6 +34,7 @@ def _config(**fields) -> DiscoveryConfig:
 # -- shortlist --------------------------------------------------------------------------------
 
 
+@pytest.mark.real_model
 def test_shortlist_scores_local_models_and_lists_hub_ones_with_the_reason(registry):
     shortlist = build_shortlist(registry, _config(query="small English sentence encoder"))
     runnable = [c.name for c in shortlist if c.reason is None]
@@ -48,6 +49,7 @@ def test_shortlist_scores_local_models_and_lists_hub_ones_with_the_reason(regist
     assert similarities == sorted(similarities, reverse=True)
 
 
+@pytest.mark.real_model
 def test_shortlist_without_runnable_here_keeps_the_best_matches_whatever_their_weights(registry):
     shortlist = build_shortlist(
         registry, _config(query="multilingual encoder", runnable_here=False, shortlist=3)
@@ -57,6 +59,7 @@ def test_shortlist_without_runnable_here_keeps_the_best_matches_whatever_their_w
     assert "multilingual" in shortlist[0].name.lower()
 
 
+@pytest.mark.real_model
 def test_filters_narrow_the_shortlist(registry):
     shortlist = build_shortlist(registry, _config(max_params="5M"))
     assert [c.name for c in shortlist if c.reason is None] == [TINY]
@@ -121,6 +124,7 @@ def test_ranking_breaks_ties_by_latency_and_leaves_slow_models_unranked():
 # -- the whole run ----------------------------------------------------------------------------
 
 
+@pytest.mark.real_model
 def test_discover_scores_records_and_recommends(registry):
     result = discover(registry=registry, max_params="5M", n_per_class=8, query="tiny encoder")
     table = result.table
@@ -163,6 +167,7 @@ def test_discover_scores_records_and_recommends(registry):
     assert figures["score_vs_latency"].data[0].x[0] == pytest.approx(row["latency_p50_ms"])
 
 
+@pytest.mark.real_model
 def test_own_data_is_passed_on_to_the_recommendation(registry, tmp_path):
     data = tmp_path / "tickets.csv"
     rows = ["message,intent\n"] + [
@@ -188,6 +193,7 @@ def test_own_data_is_passed_on_to_the_recommendation(registry, tmp_path):
 # -- bad input --------------------------------------------------------------------------------
 
 
+@pytest.mark.real_model
 def test_nothing_matches_names_the_filter_that_removed_most(registry):
     with pytest.raises(TransferlabError) as caught:
         discover(registry=registry, max_params="1K", license="commercial")
@@ -198,6 +204,7 @@ def test_nothing_matches_names_the_filter_that_removed_most(registry):
     assert "No model matches" in failed["error"]
 
 
+@pytest.mark.real_model
 def test_one_class_is_refused(registry, tmp_path):
     data = tmp_path / "one.csv"
     data.write_text("text,label\n" + "".join(f"text {i},only\n" for i in range(10)))
@@ -205,6 +212,7 @@ def test_one_class_is_refused(registry, tmp_path):
         discover(registry=registry, data=data, max_params="5M")
 
 
+@pytest.mark.real_model
 def test_empty_query_and_bad_numbers_are_refused(registry):
     with pytest.raises(TransferlabError, match="search text .query. is empty"):
         discover(registry=registry, query="   ")
@@ -216,6 +224,7 @@ def test_empty_query_and_bad_numbers_are_refused(registry):
         discover(registry=registry, task="image-classification")
 
 
+@pytest.mark.real_model
 def test_latency_limit_that_no_model_meets(registry):
     with pytest.raises(TransferlabError, match="No shortlisted model meets max_latency_ms"):
         discover(registry=registry, max_params="5M", max_latency_ms=1e-6)

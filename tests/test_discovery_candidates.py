@@ -16,6 +16,8 @@ from transferlab.discovery import discover
 from transferlab.finetune import FinetuneConfig, finetune
 from transferlab.initialize import initialize
 
+pytestmark = [pytest.mark.real_model, pytest.mark.training]
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_bert_dir):

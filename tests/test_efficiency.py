@@ -106,6 +106,7 @@ def _registry_value(registry: Registry, run_id: str, metric: str = "accuracy") -
 # -- the curve table from real runs ----------------------------------------------------------
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_the_curve_table_has_one_point_per_method_and_size_with_registry_means(curve_runs, metric):
     registry, ids, _ = curve_runs
@@ -128,6 +129,7 @@ def test_the_curve_table_has_one_point_per_method_and_size_with_registry_means(c
     assert efficiency.has_curve
 
 
+@pytest.mark.training
 def test_selecting_by_base_model_dataset_and_fingerprint_finds_the_same_runs(curve_runs):
     registry, ids, extra = curve_runs
     by_ids = data_efficiency(registry, runs=list(ids.values())).table
@@ -143,6 +145,7 @@ def test_selecting_by_base_model_dataset_and_fingerprint_finds_the_same_runs(cur
     assert data_efficiency(registry, dataset="other-data").points.empty
 
 
+@pytest.mark.training
 def test_given_runs_that_failed_are_left_out_with_a_note(curve_runs):
     registry, ids, extra = curve_runs
     efficiency = data_efficiency(registry, runs=[*ids.values(), extra["failed"]])
@@ -150,6 +153,7 @@ def test_given_runs_that_failed_are_left_out_with_a_note(curve_runs):
     assert efficiency.notes == [f"Left out 1 failed run(s): {extra['failed']}."]
 
 
+@pytest.mark.training
 def test_too_little_data_for_a_curve_is_said_plainly(curve_runs):
     registry, ids, _ = curve_runs
     one = data_efficiency(registry, runs=ids[("lora", 2, 0)])
@@ -161,6 +165,7 @@ def test_too_little_data_for_a_curve_is_said_plainly(curve_runs):
     assert none.thresholds.empty and none.summary()["thresholds"] == []
 
 
+@pytest.mark.training
 def test_bad_input_is_refused_with_a_clear_message(curve_runs):
     registry, _, _ = curve_runs
     with pytest.raises(TransferlabError, match="(?s)Unknown metric 'f1'.*accuracy, macro_f1"):
@@ -284,6 +289,7 @@ def test_curve_table_aggregates_points_and_places_all_by_examples_per_class():
 # -- the report through papermill ------------------------------------------------------------
 
 
+@pytest.mark.training
 def test_the_curves_template_renders_curves_and_thresholds(curve_runs, run_cli, tmp_path):
     registry, ids, _ = curve_runs
     expected = data_efficiency(registry, runs=list(ids.values()))
@@ -323,6 +329,7 @@ def test_the_curves_template_renders_curves_and_thresholds(curve_runs, run_cli, 
         assert by_method[row["method"]]["n_90"] == row["n_90"]
 
 
+@pytest.mark.training
 def test_a_sweep_report_is_rendered_from_the_sweeps_runs(curve_runs, tmp_path):
     registry, ids, extra = curve_runs
     lora = [run_id for (method, _, _), run_id in ids.items() if method == "lora"]

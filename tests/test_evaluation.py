@@ -132,6 +132,7 @@ def evaluated(w) -> list[str]:
     return [w.adapter.version_id, w.merged.version_id, w.full.version_id]
 
 
+@pytest.mark.training
 def test_one_result_row_per_version_task_split_metric(workspace, first_run):
     w, report = workspace, first_run
     rows = w.registry.results(run_id=report.run_id)
@@ -157,6 +158,7 @@ def test_one_result_row_per_version_task_split_metric(workspace, first_run):
     assert n_train[w.full.version_id] is None
 
 
+@pytest.mark.training
 def test_the_run_is_recorded_with_its_summary(workspace, first_run):
     run = workspace.registry.get_run(first_run.run_id)
     assert run["kind"] == "benchmark" and run["status"] == "succeeded"
@@ -168,6 +170,7 @@ def test_the_run_is_recorded_with_its_summary(workspace, first_run):
     assert {row["version_id"] for row in board} == set(evaluated(workspace))
 
 
+@pytest.mark.training
 def test_a_bare_base_is_not_evaluable_and_says_why(workspace, first_run):
     table = first_run.not_evaluable
     assert table["version"].tolist() == [workspace.base.version_id]
@@ -178,6 +181,7 @@ def test_a_bare_base_is_not_evaluable_and_says_why(workspace, first_run):
     )
 
 
+@pytest.mark.training
 def test_merged_matches_its_adapter_parent_within_noise(workspace, first_run):
     rows = first_run.comparisons[
         (first_run.comparisons["version"] == workspace.merged.version_id)
@@ -189,6 +193,7 @@ def test_merged_matches_its_adapter_parent_within_noise(workspace, first_run):
     assert (rows["verdict"] == "no clear difference").all()
 
 
+@pytest.mark.training
 def test_every_version_is_compared_with_the_majority_baseline(workspace, first_run):
     table = first_run.comparisons
     baseline = table[table["relation"] == "majority_baseline"]
@@ -198,6 +203,7 @@ def test_every_version_is_compared_with_the_majority_baseline(workspace, first_r
     assert np.allclose(accuracy["reference_value"], 21 / 105)  # 21 examples per intent
 
 
+@pytest.mark.training
 def test_bootstrap_intervals_contain_the_point_difference(first_run):
     table = first_run.comparisons
     assert (table["resamples"] > 0).all()
@@ -206,6 +212,7 @@ def test_bootstrap_intervals_contain_the_point_difference(first_run):
     assert (table["ci_low"] < table["ci_high"]).any()  # not every interval is degenerate
 
 
+@pytest.mark.training
 def test_reported_metrics_agree_with_the_scripts_and_sklearn(workspace, first_run):
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -224,6 +231,7 @@ def test_reported_metrics_agree_with_the_scripts_and_sklearn(workspace, first_ru
     assert per_class.groupby("version")["support"].sum().tolist() == [105, 105, 105]
 
 
+@pytest.mark.training
 def test_costs_are_measured_for_each_evaluated_version(workspace, first_run):
     latency = first_run.latency.set_index("version")
     assert sorted(latency.index) == sorted(evaluated(workspace))
@@ -234,6 +242,7 @@ def test_costs_are_measured_for_each_evaluated_version(workspace, first_run):
     assert (latency["model_size_mb"] > 0).all()
 
 
+@pytest.mark.training
 def test_production_of_the_same_suite_is_compared(workspace, first_run):
     w = workspace
     w.registry.set_alias(w.full.ref, "production", reason="test")
@@ -251,6 +260,7 @@ def test_production_of_the_same_suite_is_compared(workspace, first_run):
     assert run["parameters"]["from"] == "test" and run["metrics"]["production"]
 
 
+@pytest.mark.training
 def test_a_suite_may_list_the_labels_in_another_order(workspace, first_run, tmp_path):
     reordered = list(reversed(INTENTS))
     path = write_suite(
@@ -277,6 +287,7 @@ def test_a_suite_may_list_the_labels_in_another_order(workspace, first_run, tmp_
     assert report.comparisons["ci_low"].isna().all()
 
 
+@pytest.mark.training
 def test_the_report_is_plain_data(first_run):
     import json
 
@@ -304,6 +315,7 @@ def failed_run(registry: Registry, run_id: str) -> dict:
     return run
 
 
+@pytest.mark.training
 def test_label_names_that_differ_from_the_models_fail_naming_both(
     workspace, tmp_path, no_model_loads
 ):
@@ -328,6 +340,7 @@ def test_label_names_that_differ_from_the_models_fail_naming_both(
     assert "label_names" in failed_run(workspace.registry, run_id)["error"]
 
 
+@pytest.mark.training
 def test_data_labels_unknown_to_the_model_fail(workspace, tmp_path, no_model_loads):
     (tmp_path / "other.csv").write_text("text,label\nhello,greeting\nbye,refund\n")
     path = write_suite(
@@ -339,6 +352,7 @@ def test_data_labels_unknown_to_the_model_fail(workspace, tmp_path, no_model_loa
     failed_run(workspace.registry, run_id)
 
 
+@pytest.mark.training
 def test_a_missing_column_fails_before_any_model_loads(workspace, tmp_path, no_model_loads):
     path = write_suite(
         tmp_path,
@@ -350,6 +364,7 @@ def test_a_missing_column_fails_before_any_model_loads(workspace, tmp_path, no_m
     failed_run(workspace.registry, run_id)
 
 
+@pytest.mark.training
 def test_an_unknown_metric_fails_the_run(workspace, tmp_path, no_model_loads):
     path = write_suite(
         tmp_path, f"name: s\ntasks:\n  - {{name: t, data: {SAMPLE}, metrics: [f1_macro]}}\n"
@@ -361,6 +376,7 @@ def test_an_unknown_metric_fails_the_run(workspace, tmp_path, no_model_loads):
     assert "f1_macro" in failed_run(workspace.registry, new["run_id"])["error"]
 
 
+@pytest.mark.training
 def test_a_version_that_does_not_exist_fails_the_run(workspace, no_model_loads):
     run_id = workspace.registry.start_run("benchmark")
     with pytest.raises(NotFoundError, match="tiny-intents:99"):
@@ -368,6 +384,7 @@ def test_a_version_that_does_not_exist_fails_the_run(workspace, no_model_loads):
     failed_run(workspace.registry, run_id)
 
 
+@pytest.mark.training
 def test_only_a_bare_base_has_nothing_to_score(workspace, no_model_loads):
     run_id = workspace.registry.start_run("benchmark")
     with pytest.raises(TransferlabError, match="None of the versions can be scored"):
@@ -378,6 +395,7 @@ def test_only_a_bare_base_has_nothing_to_score(workspace, no_model_loads):
 # -- the pieces --------------------------------------------------------------------------------
 
 
+@pytest.mark.training
 def test_sorted_batches_give_the_plain_loops_probabilities_in_input_order(workspace):
     from transferlab.data import load_labelled_data
     from transferlab.finetuning.metrics import softmax

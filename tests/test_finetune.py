@@ -70,6 +70,7 @@ def test_texts() -> list[str]:
 # -- what a successful run registers ----------------------------------------------------------
 
 
+@pytest.mark.training
 def test_lora_registers_an_adapter_version_with_exact_lineage(workspace, trained):
     registry, base = workspace
     result = trained["lora"]
@@ -101,6 +102,7 @@ def test_lora_registers_an_adapter_version_with_exact_lineage(workspace, trained
     assert not [p for p in result.output_dir.rglob("*") if p.suffix in PICKLES]
 
 
+@pytest.mark.training
 def test_the_run_records_parameters_fingerprint_and_metrics(workspace, trained):
     registry, _ = workspace
     result = trained["lora"]
@@ -129,6 +131,7 @@ def test_the_run_records_parameters_fingerprint_and_metrics(workspace, trained):
     assert test_accuracy["value"] == pytest.approx(result.metrics["test"]["accuracy"])
 
 
+@pytest.mark.training
 def test_the_result_holds_curves_confusion_and_costs(trained):
     result = trained["lora"]
     splits = {record["split"] for record in result.history}
@@ -149,6 +152,7 @@ def test_the_result_holds_curves_confusion_and_costs(trained):
     assert 0 < result.resources["trainable_parameters"] < result.resources["total_parameters"] / 10
 
 
+@pytest.mark.training
 def test_early_stopping_keeps_the_best_weights_not_the_last(workspace, tmp_path, minilm_dir):
     """A learning rate far too high makes the validation loss rise after the first epoch:
     training stops after `patience` evaluations without gain, and the weights evaluated and
@@ -178,6 +182,7 @@ def test_early_stopping_keeps_the_best_weights_not_the_last(workspace, tmp_path,
     assert result.metrics["validation"]["loss"] < validation[-1]["loss"]
 
 
+@pytest.mark.training
 def test_full_fine_tuning_registers_a_complete_model(workspace, trained):
     registry, base = workspace
     result = trained["full"]
@@ -187,6 +192,7 @@ def test_full_fine_tuning_registers_a_complete_model(workspace, trained):
     assert result.resources["trainable_parameters"] == result.resources["total_parameters"]
 
 
+@pytest.mark.training
 def test_a_linear_probe_trains_only_the_head(workspace, trained, tiny_bert_dir):
     from safetensors.torch import load_file
 
@@ -206,6 +212,7 @@ def test_a_linear_probe_trains_only_the_head(workspace, trained, tiny_bert_dir):
     assert np.array_equal(encoder[f"encoder.{key}"].detach().numpy(), base_weights[key].numpy())
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("method", ["lora", "full", "linear_probe"])
 def test_a_reloaded_version_predicts_exactly_like_the_trained_model(
     workspace, trained, test_texts, method
@@ -218,6 +225,7 @@ def test_a_reloaded_version_predicts_exactly_like_the_trained_model(
     np.testing.assert_allclose(logits, result.logits["test"], atol=1e-5)
 
 
+@pytest.mark.training
 def test_a_later_run_adds_a_version_to_the_same_model(workspace, trained):
     registry, base = workspace
     second = finetune(_config(base.ref, method="lora", seed=1), registry, progress=False)
@@ -231,6 +239,7 @@ def test_a_later_run_adds_a_version_to_the_same_model(workspace, trained):
     )
 
 
+@pytest.mark.training
 def test_a_local_folder_base_and_a_runner_started_run(tmp_path, tiny_bert_dir):
     registry = Registry(tmp_path / "registry.duckdb")
     run_id = registry.start_run(
@@ -281,6 +290,7 @@ def test_a_missing_label_column_fails_the_run_before_training(tmp_path, tiny_ber
     assert not output.exists()
 
 
+@pytest.mark.training
 def test_one_class_training_data_fails_the_template_run_and_registers_nothing(
     tmp_path, tiny_bert_dir, run_cli
 ):
@@ -373,6 +383,7 @@ def test_unsupported_and_unreachable_bases_are_refused_by_name(tmp_path):
     assert "transferlab import local" in caught.value.fix
 
 
+@pytest.mark.training
 def test_an_adapter_is_not_a_base(workspace, trained):
     registry, _ = workspace
     with pytest.raises(TransferlabError, match="is an adapter") as caught:
@@ -380,6 +391,7 @@ def test_an_adapter_is_not_a_base(workspace, trained):
     assert "merge" in caught.value.fix
 
 
+@pytest.mark.training
 def test_a_failure_while_registering_leaves_no_version_and_keeps_the_output(
     tmp_path, tiny_bert_dir, monkeypatch
 ):
@@ -473,6 +485,8 @@ def test_names_of_curated_models_are_not_taken_over(tmp_path, tiny_bert_dir):
 # -- the real model ---------------------------------------------------------------------------
 
 
+@pytest.mark.real_model
+@pytest.mark.training
 @pytest.mark.slow
 def test_the_recommended_minilm_finetune_scores_at_least_its_discovery_score(tmp_path, minilm_dir):
     """Discovery and fine-tuning agree: discovery scores MiniLM with the standard probe

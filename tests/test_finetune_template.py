@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import nbformat
+import pytest
 
 from transferlab import Registry
+
+pytestmark = [pytest.mark.training]
 
 
 def test_template_run_registers_an_adapter_with_lineage(tiny_run, tiny_bert_dir):

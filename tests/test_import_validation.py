@@ -15,6 +15,8 @@ import pytest
 from transferlab import Registry
 from transferlab.initialize import initialize
 
+pytestmark = [pytest.mark.real_model]
+
 
 @pytest.fixture(scope="module")
 def initialized(tmp_path_factory) -> Path:

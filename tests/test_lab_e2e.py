@@ -25,6 +25,8 @@ import pytest
 from transferlab import Registry
 from transferlab.initialize import initialize
 
+pytestmark = [pytest.mark.browser, pytest.mark.real_model, pytest.mark.training]
+
 ROOT = Path(__file__).resolve().parents[1]
 WALKTHROUGH = ROOT / "notebooks" / "walkthrough.ipynb"
 PICKER_CELL_MARK = "pick_model("

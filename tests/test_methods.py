@@ -221,6 +221,7 @@ def test_a_version_of_a_method_not_installed_here_says_so():
         method_for_version(version)
 
 
+@pytest.mark.training
 def test_a_plugin_method_is_listed_trained_and_loaded_by_its_own_code(
     tmp_path, plugin_path, tiny_bert_dir
 ):

@@ -213,6 +213,7 @@ def test_head_started_from_the_probe_predicts_what_the_probe_does(tiny_st_dir):
         model.init_from_probe(np.zeros((2, 32)), np.zeros(2))
 
 
+@pytest.mark.training
 def test_lora_trains_it_with_the_trainer_and_a_reload_gives_the_same_logits(tiny_st_dir, tmp_path):
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model

@@ -32,6 +32,8 @@ def _outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.real_model
+@pytest.mark.training
 def test_explore_registry_notebook_runs_through_papermill(tmp_path):
     registry = tmp_path / "registry.duckdb"
     out = tmp_path / "explore.ipynb"

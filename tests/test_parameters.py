@@ -49,6 +49,7 @@ WRONG_TYPES = [
 ]
 
 
+@pytest.mark.training
 def test_values_are_checked_against_the_types_of_the_template_defaults(tmp_path, run_cli):
     template = _typed_template(tmp_path / "typed.ipynb")
     registry = tmp_path / "registry.duckdb"
@@ -107,6 +108,7 @@ def test_predict_reports_a_missing_file_without_a_traceback(tmp_path, run_cli):
     assert "Traceback" not in err
 
 
+@pytest.mark.training
 def test_predict_takes_json_before_after_and_between_texts(tiny_run, run_cli):
     _, _, registry = tiny_run
     for arguments in (

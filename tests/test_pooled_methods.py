@@ -62,6 +62,7 @@ def _test_texts(count: int = 12) -> list[str]:
     return load_labelled_data(sample_data_path("test")).texts[:count]
 
 
+@pytest.mark.training
 def test_lora_on_a_sentence_transformers_base_trains_the_pooled_head(workspace, run_cli):
     registry, runs = workspace
     result = runs["lora"]
@@ -82,6 +83,7 @@ def test_lora_on_a_sentence_transformers_base_trains_the_pooled_head(workspace, 
     assert [p["label"] for p in json.loads(out)] == expected
 
 
+@pytest.mark.training
 def test_merging_a_pooled_adapter_keeps_its_predictions(workspace):
     registry, runs = workspace
     adapter = runs["lora"].version
@@ -98,6 +100,7 @@ def test_merging_a_pooled_adapter_keeps_its_predictions(workspace):
     )
 
 
+@pytest.mark.training
 def test_full_fine_tuning_saves_a_complete_pooled_model(workspace):
     registry, runs = workspace
     result = runs["full"]
@@ -111,6 +114,7 @@ def test_full_fine_tuning_saves_a_complete_pooled_model(workspace):
     np.testing.assert_allclose(logits, result.logits["test"], atol=1e-4)
 
 
+@pytest.mark.training
 def test_a_base_without_a_pooling_config_keeps_its_usual_head(workspace):
     registry, runs = workspace
     version = runs["plain"].version
@@ -121,6 +125,7 @@ def test_a_base_without_a_pooling_config_keeps_its_usual_head(workspace):
     assert loaded.logits(_test_texts(3)).shape == (3, len(version.label_names))
 
 
+@pytest.mark.training
 def test_lp_ft_through_the_template_starts_from_the_probe(tmp_path, tiny_st_dir, run_cli):
     registry = tmp_path / "registry.duckdb"
     args = ["-p", "method", "lp_ft", "-p", "base", str(tiny_st_dir), "-p", "max_steps", "3"]

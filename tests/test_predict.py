@@ -16,6 +16,8 @@ from transferlab.errors import TransferlabError
 from transferlab.finetune import FinetuneConfig, finetune
 from transferlab.predict import load_version_model, merge, predict
 
+pytestmark = [pytest.mark.training]
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_bert_dir):

@@ -44,6 +44,7 @@ def probe_run(tmp_path_factory, st_bert_dir):
     return code, json.loads(buffer.getvalue()), Registry(registry)
 
 
+@pytest.mark.training
 def test_the_probe_registers_a_head_only_version_with_its_probe(probe_run):
     code, result, registry = probe_run
     assert code == 0, result.get("error")
@@ -70,6 +71,7 @@ def test_the_probe_registers_a_head_only_version_with_its_probe(probe_run):
     assert timings["train_s"] < 15
 
 
+@pytest.mark.training
 def test_predict_equals_the_runs_test_predictions(probe_run):
     _, _, registry = probe_run
     version = registry.resolve("tiny-probe:1")
@@ -83,6 +85,7 @@ def test_predict_equals_the_runs_test_predictions(probe_run):
     assert accuracy == pytest.approx(run["metrics"]["metrics"]["test"]["accuracy"], abs=1e-9)
 
 
+@pytest.mark.training
 def test_the_heads_logits_are_the_probes(st_bert_dir, tmp_path):
     """Training through the method and refitting the standard probe on the same embeddings
     give the same logits on new texts (the model's head is the probe's)."""

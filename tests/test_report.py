@@ -23,6 +23,7 @@ def report(tiny_run, tmp_path_factory):
     return html
 
 
+@pytest.mark.training
 def test_report_is_self_contained_and_hides_the_code(report):
     page = report.read_text(encoding="utf-8")
     assert page.count("plotly-graph-div") >= 3
@@ -31,6 +32,8 @@ def test_report_is_self_contained_and_hides_the_code(report):
     assert "Fine-tune a registered model" in page
 
 
+@pytest.mark.browser
+@pytest.mark.training
 @pytest.mark.skipif(
     find_chromium() is None, reason="Chromium is not installed (apt-get install chromium)"
 )
@@ -43,12 +46,14 @@ def test_report_figures_render_in_headless_chromium(report):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.training
 def test_report_of_an_unknown_run_explains(tiny_run, run_cli):
     _, _, registry = tiny_run
     code, _, err = run_cli("report", "finetune-nope", "--registry", registry)
     assert code == 2 and "No run 'finetune-nope'" in err
 
 
+@pytest.mark.training
 def test_report_json_names_the_file(tiny_run, run_cli, tmp_path):
     _, result, registry = tiny_run
     code, out, _ = run_cli(

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from tests.test_sweep import _write_data
 from transferlab import Registry
+
+pytestmark = [pytest.mark.training]
 
 PATH_NAMES = ("data", "train", "validation", "test", "output_dir", "base", "suite")
 

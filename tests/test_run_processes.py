@@ -85,6 +85,7 @@ def _stop(process: subprocess.Popen, kernels: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.training
 def test_a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command(
     tmp_path, tiny_bert_dir
 ):
@@ -116,6 +117,7 @@ def test_a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_command(
     assert versions == []
 
 
+@pytest.mark.training
 def test_a_run_stopped_with_sigterm_records_itself_as_interrupted(tmp_path, tiny_bert_dir):
     process, folder = _start_long_finetune(tmp_path, tiny_bert_dir)
     kernels = _children(process.pid)

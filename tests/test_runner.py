@@ -25,6 +25,7 @@ def _template(path, body: str):
     return path
 
 
+@pytest.mark.training
 def test_a_successful_run_is_recorded_with_its_parameters(tmp_path, run_cli):
     template = _template(tmp_path / "ok.ipynb", "print('answer is', answer * 2)")
     registry = tmp_path / "reg.duckdb"
@@ -49,6 +50,7 @@ def test_a_successful_run_is_recorded_with_its_parameters(tmp_path, run_cli):
     assert "answer is 42" in executed.cells[-1].outputs[0]["text"]
 
 
+@pytest.mark.training
 def test_a_failing_run_is_recorded_as_failed_with_its_notebook_kept(tmp_path, run_cli):
     template = _template(tmp_path / "bad.ipynb", "raise ValueError(f'answer {answer} is wrong')")
     registry = tmp_path / "reg.duckdb"
@@ -103,6 +105,7 @@ def test_cli_values_are_read_as_yaml_scalars_and_lists(text, value):
     assert parse_cli_value(text) == value
 
 
+@pytest.mark.training
 def test_a_parameter_file_is_read_and_cli_values_win(tmp_path, run_cli):
     template = _template(tmp_path / "ok.ipynb", "print('answer is', answer)")
     params = tmp_path / "params.yaml"
@@ -141,6 +144,7 @@ def test_a_parameter_file_is_read_and_cli_values_win(tmp_path, run_cli):
     assert code == 2 and "must be a mapping" in err
 
 
+@pytest.mark.training
 def test_kernels_run_on_local_sockets_without_the_tcp_warning(tmp_path, capfd):
     """The kernel's own stderr goes to ours: a TCP kernel would warn there on every run."""
     import tempfile
@@ -186,6 +190,7 @@ def _sleeping_template(path: Path) -> Path:
     return path
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c", "sigint-to-cli"])
 def test_ctrl_c_prints_one_line_and_records_the_run_as_interrupted(tmp_path, whole_group):
     """Ctrl-C reaches the terminal's whole process group (the CLI and its kernel)."""

@@ -67,6 +67,7 @@ def _test_texts(count: int = 12) -> list[str]:
     return load_labelled_data(sample_data_path("test")).texts[:count]
 
 
+@pytest.mark.training
 @needs_setfit
 def test_setfit_through_the_template_registers_a_complete_pooled_model(
     cli_run, tiny_st_dir, run_cli, capsys
@@ -107,6 +108,7 @@ def test_setfit_through_the_template_registers_a_complete_pooled_model(
     assert [p["label"] for p in json.loads(out)] == expected
 
 
+@pytest.mark.training
 @needs_setfit
 def test_setfit_lora_merges_its_adapters_into_a_complete_model(tmp_path, tiny_st_dir):
     registry = Registry(tmp_path / "registry.duckdb")

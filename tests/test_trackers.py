@@ -53,6 +53,7 @@ def _scores(registry: Registry, run_id: str) -> dict[str, float]:
     }
 
 
+@pytest.mark.training
 def test_mlflow_gets_a_run_named_after_the_transferlab_run_in_a_local_store(
     tmp_path, tiny_bert_dir, run_cli, monkeypatch
 ):
@@ -83,6 +84,7 @@ def test_mlflow_gets_a_run_named_after_the_transferlab_run_in_a_local_store(
     assert client.get_metric_history(tracked.info.run_id, "loss")
 
 
+@pytest.mark.training
 def test_a_tracking_uri_the_user_sets_wins(tmp_path, tiny_bert_dir, monkeypatch):
     store = (tmp_path / "team-store").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
@@ -134,6 +136,7 @@ def _wandb_records(path: Path):
             pending = b""
 
 
+@pytest.mark.training
 def test_wandb_offline_run_carries_the_run_id_params_curves_scores_and_version(
     tmp_path, tiny_bert_dir, run_cli, monkeypatch
 ):
@@ -173,6 +176,7 @@ def test_wandb_offline_run_carries_the_run_id_params_curves_scores_and_version(
     assert exits and exits[-1].exit_code == 0
 
 
+@pytest.mark.training
 def test_tensorboard_events_are_kept_beside_the_output_notebook(tmp_path, tiny_bert_dir, run_cli):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

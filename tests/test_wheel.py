@@ -26,6 +26,7 @@ def _run(*command: str | Path, **kwargs) -> subprocess.CompletedProcess:
     return completed
 
 
+@pytest.mark.training
 @pytest.mark.slow
 def test_a_wheel_installed_elsewhere_runs_the_finetune_template(tmp_path, tiny_bert_dir):
     # Build from a copy, so the build leaves nothing in the checkout; no network: the build

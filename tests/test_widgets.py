@@ -9,6 +9,8 @@ from transferlab.catalog.importers import import_local
 from transferlab.initialize import initialize
 from transferlab.widgets import ModelPicker
 
+pytestmark = [pytest.mark.real_model]
+
 TINY = "tiny-bert"
 RUN_SETTINGS = {"max_steps": 4, "batch_size": 8, "max_length": 32, "name": "tiny-picked"}
 
