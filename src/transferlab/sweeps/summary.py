@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from transferlab.sweeps.executor import RunRow, SweepResult
 from transferlab.sweeps.plan import display_value
+from transferlab.sweeps.run import RunRow, SweepResult
 
 # Statuses in the order the summary lists them: what needs attention first.
 STATUS_ORDER = ("failed", "interrupted", "pending", "succeeded", "reused")
@@ -65,6 +65,7 @@ def summary_json(result: SweepResult) -> dict[str, Any]:
         "sweep_id": result.sweep_id,
         "name": result.name,
         "template": result.template,
+        "executor": result.executor,
         "status": result.status,
         "workers": result.workers,
         "threads_per_worker": result.threads_per_worker,
