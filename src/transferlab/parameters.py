@@ -154,7 +154,23 @@ def template_parameters(path: Path) -> dict[str, dict]:
 
 def signature(path: Path) -> TemplateSignature:
     path = Path(path)
-    return _signature(str(path.resolve()), path.stat().st_mtime_ns)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    known = _known_signatures.get(key)
+    return known if known is not None else _signature(*key)
+
+
+def know_signature(path: Path, known: TemplateSignature) -> None:
+    """Have `signature(path)` answer `known` (inspected by another process, e.g. the sweep
+    that starts this worker) instead of inspecting the notebook again; keyed by the file's
+    path and modification time, so a notebook edited since is inspected anew."""
+    path = Path(path)
+    try:
+        _known_signatures[(str(path.resolve()), path.stat().st_mtime_ns)] = known
+    except OSError:
+        return
+
+
+_known_signatures: dict[tuple[str, int], TemplateSignature] = {}
 
 
 @cache

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Imported here, never in the SIGTERM handler: a handler that imports psutil while the
 # interrupted code is itself importing it gets a half-initialised module (AttributeError),
@@ -39,7 +39,6 @@ _PR_SET_PDEATHSIG = 1
 _busy = False
 _stopping = False
 # (resolved notebook path, mtime) -> the signature the sweep inspected (adopt_signature)
-_adopted: dict[tuple[str, int], TemplateSignature] = {}
 
 
 def available_cpus() -> int:
@@ -121,34 +120,11 @@ def stopping() -> bool:
 
 def adopt_signature(template: str | Path, signature: TemplateSignature) -> None:
     """Have `transferlab.parameters.signature(template)` answer `signature`, which the sweep
-    inspected once, instead of inspecting the notebook again in this process.
+    inspected once: each worker is a fresh (spawned) process, so without this every worker ran
+    papermill's inspect_notebook on the template again."""
+    from transferlab.parameters import know_signature
 
-    parameters caches a template's signature per process and each worker is a fresh
-    (spawned) process, so without this every worker ran papermill's inspect_notebook on the
-    template again. Keyed like that cache, by the file's path and modification time: a
-    notebook edited since is inspected anew. (The hook replaces parameters' private cached
-    function in this process; a public way to seed that cache would make it unnecessary.)
-    """
-    from transferlab import parameters
-
-    path = Path(template)
-    try:
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-    except OSError:
-        return
-    if key in _adopted:
-        return
-    _adopted[key] = signature
-    inspect = parameters._signature
-    if getattr(inspect, "adopts", False):
-        return
-
-    def adopted_or_inspected(path: str, mtime_ns: int) -> Any:
-        known = _adopted.get((path, mtime_ns))
-        return known if known is not None else inspect(path, mtime_ns)
-
-    adopted_or_inspected.adopts = True  # type: ignore[attr-defined]
-    parameters._signature = adopted_or_inspected
+    know_signature(Path(template), signature)
 
 
 def _die_with_parent() -> None:
