@@ -27,7 +27,7 @@ from transferlab.discovery.scoring import cv_folds, profiled_latency, score_cand
 from transferlab.discovery.shortlist import Candidate, build_shortlist
 from transferlab.errors import DataError, ModelSourceError, TransferlabError
 from transferlab.registry import Registry
-from transferlab.run_failures import record_failure
+from transferlab.run_status import finish_failed, finish_succeeded
 from transferlab.search import local_path
 
 
@@ -192,11 +192,9 @@ def discover(
     try:
         result = _discover(config, registry, run_id)
     except BaseException as exc:
-        if own_run:
-            record_failure(registry, run_id, exc)
+        finish_failed(registry, run_id, exc, own_run=own_run)
         raise
-    if own_run:
-        registry.finish_run(run_id, "succeeded")
+    finish_succeeded(registry, run_id, own_run=own_run)
     return result
 
 

@@ -58,7 +58,7 @@ from transferlab.evaluation.scoring import (
 from transferlab.evaluation.suites import Suite, TaskData, check_suite_data, load_suite
 from transferlab.evaluation.summary import summarise
 from transferlab.registry import Registry, VersionRecord
-from transferlab.run_failures import record_failure
+from transferlab.run_status import finish_failed, finish_succeeded
 
 RUN_KIND = "benchmark"
 PRODUCTION_ALIAS = "production"
@@ -240,12 +240,9 @@ def run_suite(
             production_alias=production_alias,
         )
     except BaseException as exc:
-        record_failure(registry, run_id, exc)
+        finish_failed(registry, run_id, exc, own_run=own_run)
         raise
-    if own_run:
-        registry.finish_run(run_id, "succeeded", metrics=report.summary)
-    else:
-        registry.update_run(run_id, metrics=report.summary)
+    finish_succeeded(registry, run_id, own_run=own_run, metrics=report.summary)
     return report
 
 

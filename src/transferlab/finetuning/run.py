@@ -29,7 +29,7 @@ from transferlab.finetuning.trackers import (
 )
 from transferlab.finetuning.training import TrainingOutcome, train_and_evaluate
 from transferlab.registry import Registry, VersionRecord
-from transferlab.run_failures import record_failure
+from transferlab.run_status import finish_failed, finish_succeeded
 
 RUN_KIND = "finetune"
 
@@ -70,15 +70,17 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune `config.base` on the labelled data and register the result as a new version.
 
-    With `run_id` the run already exists (the papermill runner started it) and is updated;
-    otherwise a 'finetune' run is started. On any error the run is finished as failed (or
-    interrupted) with the error message, nothing is registered, the output folder is left for
-    inspection, and the error is raised again.
+    With `run_id` the run already exists (the papermill runner started it): it is updated, and
+    the runner finishes it after the whole notebook (`run_status`). Otherwise a 'finetune' run
+    is started and finished here. On any error nothing is registered, the output folder is
+    left for inspection, the run ends failed (or interrupted) with the error message, and the
+    error is raised again.
     """
     registry = registry or Registry(config.registry)
     started = time.perf_counter()
     output_notebook = None
-    if run_id is None:
+    own_run = run_id is None
+    if own_run:
         run_id = registry.start_run(RUN_KIND, parameters=config.to_params())
         existing: dict[str, Any] = {}
     else:
@@ -119,12 +121,12 @@ def finetune(
         outcome.timings["total_s"] = time.perf_counter() - started
         result = _result(run_id, version, resolved, splits, outcome, parameters)
         finish_quietly(tracker, outcome.metrics, version, outcome.resources["steps"])
-        registry.finish_run(run_id, "succeeded", metrics=_run_metrics(result, outcome))
+        finish_succeeded(registry, run_id, own_run=own_run, metrics=_run_metrics(result, outcome))
         return result
     except BaseException as exc:
         with suppress(Exception):
             tracker.fail(exc)
-        record_failure(registry, run_id, exc)
+        finish_failed(registry, run_id, exc, own_run=own_run)
         raise
 
 
