@@ -57,7 +57,9 @@ TEMPLATE_CONFIGS = {
     "finetune": ("transferlab.finetuning.config", "FinetuneConfig"),
     "discover": ("transferlab.discovery.config", "DiscoveryConfig"),
 }
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$")  # as data.py reads them
+_HUB_ID = re.compile(
+    r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(:[\w.\-]+)?$"
+)  # as data/loading.py reads them
 _SUITE_SUFFIXES = (".yaml", ".yml")
 _MENTIONS_NONE = re.compile(r"\bNone\b")
 _EXAMPLES: dict[type, Any] = {int: 10, float: 0.001, str: "text", bool: True, list: ["a", "b"]}
