@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from transferlab import Registry
 from transferlab.cli import main as cli_main
 from transferlab.runner import template_path
+
+pytestmark = [pytest.mark.training]
 
 FAILURE = "the report step broke after training"
 
