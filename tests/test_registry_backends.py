@@ -5,6 +5,7 @@ Registry.query."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -296,3 +297,24 @@ def test_query_still_reads(registry):
     with registry.session(read_only=True) as held:
         assert held is None
         assert registry.model_count() == 2
+
+
+# -- SQL stays in the registry package ----------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
+# Calls that run SQL or hand out a registry connection; only registry/ may make them.
+SQL_CALLS = re.compile(r"\.(query|execute|sql|connect|transaction)\(")
+# Still to move into named registry methods (issue 12).
+NOT_YET_MOVED = ("sweeps/",)
+
+
+def test_no_sql_and_no_registry_connection_outside_the_registry_package():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith(("registry/", *NOT_YET_MOVED)):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if SQL_CALLS.search(line):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert found == [], "\n".join(found)
