@@ -304,15 +304,13 @@ def test_query_still_reads(registry):
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 # Calls that run SQL or hand out a registry connection; only registry/ may make them.
 SQL_CALLS = re.compile(r"\.(query|execute|sql|connect|transaction)\(")
-# Still to move into named registry methods (issue 12).
-NOT_YET_MOVED = ("sweeps/",)
 
 
 def test_no_sql_and_no_registry_connection_outside_the_registry_package():
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith(("registry/", *NOT_YET_MOVED)):
+        if relative.startswith("registry/"):
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if SQL_CALLS.search(line):

@@ -34,6 +34,7 @@ from transferlab.registry.result_queries import ResultQueriesMixin
 from transferlab.registry.rows import dict_rows, to_json, utc_now
 from transferlab.registry.runs import RunsMixin, gone_runs, new_run_id, package_versions
 from transferlab.registry.search_queries import SearchQueriesMixin
+from transferlab.registry.sweep_queries import SweepQueriesMixin
 from transferlab.registry.writes import WritesMixin
 
 __all__ = ["Registry", "new_run_id", "package_versions", "record_hash", "require_registry_file"]
@@ -80,6 +81,7 @@ class Registry(
     RunsMixin,
     ModelQueriesMixin,
     SearchQueriesMixin,
+    SweepQueriesMixin,
     ResultQueriesMixin,
     WritesMixin,
 ):

@@ -95,11 +95,7 @@ def display_value(name: str, value: Any) -> str:
 def succeeded_runs(registry: Registry, template: str) -> dict[str, list[dict]]:
     """Succeeded runs of `template`, newest first, grouped by their canonical request."""
     grouped: dict[str, list[dict]] = {}
-    for row in registry.query(
-        "SELECT run_id, requested, data_fingerprint FROM runs "
-        "WHERE kind = ? AND status = 'succeeded' ORDER BY started_at DESC",
-        [template],
-    ):
+    for row in registry.succeeded_runs_of(template):
         grouped.setdefault(canonical(row["requested"] or {}), []).append(row)
     return grouped
 

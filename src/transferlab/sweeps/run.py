@@ -258,19 +258,10 @@ def interrupt_stale(registry: Registry, name: str) -> list[str]:
     process that ran them (on this host) is gone, as interrupted. Returns the run ids."""
     host = socket.gethostname()
     stale_runs = [
-        row["run_id"]
-        for row in registry.query(
-            "SELECT r.run_id, r.pid FROM runs r JOIN sweeps s USING (sweep_id) "
-            "WHERE s.name = ? AND r.status = 'running' AND r.host = ?",
-            [name, host],
-        )
-        if not _alive(row["pid"])
+        row["run_id"] for row in registry.running_sweep_runs(name, host) if not _alive(row["pid"])
     ]
     mark_interrupted(registry, stale_runs, STALE_ERROR)
-    for row in registry.query(
-        "SELECT sweep_id, pid FROM sweeps WHERE name = ? AND status = 'running' AND host = ?",
-        [name, host],
-    ):
+    for row in registry.running_sweeps(name, host):
         if not _alive(row["pid"]):
             registry.finish_sweep(row["sweep_id"], "interrupted")
     return stale_runs
@@ -290,13 +281,8 @@ def _alive(pid: int | None) -> bool:
 
 def mark_interrupted(registry: Registry, run_ids: list[str], error: str) -> None:
     """Finish as interrupted every run among `run_ids` that is still `running`."""
-    if not run_ids:
-        return
-    marks = ", ".join("?" for _ in run_ids)
-    for row in registry.query(
-        f"SELECT run_id FROM runs WHERE status = 'running' AND run_id IN ({marks})", run_ids
-    ):
-        registry.finish_run(row["run_id"], "interrupted", error=error)
+    for run_id in registry.still_running(run_ids):
+        registry.finish_run(run_id, "interrupted", error=error)
 
 
 def _default_output_dir(name: str) -> Path:
@@ -326,7 +312,7 @@ def _jobs(
             template=notebook,
             parameters=run.parameters,
             paths_from=paths_from,
-            registry_path=str(registry.path),
+            registry_path=str(registry.location),
             output_dir=str(folder),
             sweep_id=sweep_id,
             signature=described,
@@ -380,31 +366,7 @@ def _fill_from_registry(registry: Registry, rows: list[RunRow]) -> None:
     ids = [row.run_id for row in rows if row.run_id]
     if not ids:
         return
-    marks = ", ".join("?" for _ in ids)
-    runs = {
-        r["run_id"]: r
-        for r in registry.query(
-            "SELECT run_id, status, error, output_notebook, "
-            "date_diff('millisecond', started_at, finished_at) / 1000.0 AS seconds "
-            f"FROM runs WHERE run_id IN ({marks})",
-            ids,
-        )
-    }
-    versions: dict[str, str] = {}
-    for r in registry.query(
-        f"SELECT run_id, version_id FROM model_versions WHERE run_id IN ({marks}) "
-        "ORDER BY created_at DESC",
-        ids,
-    ):
-        versions[r["run_id"]] = r["version_id"]
-    accuracy = {
-        r["run_id"]: r["value"]
-        for r in registry.query(
-            f"SELECT run_id, value FROM results WHERE run_id IN ({marks}) "
-            "AND split = 'test' AND metric = 'accuracy'",
-            ids,
-        )
-    }
+    runs = registry.run_outcomes(ids)
     for row in rows:
         found = runs.get(row.run_id or "")
         if found is None:
@@ -416,8 +378,8 @@ def _fill_from_registry(registry: Registry, rows: list[RunRow]) -> None:
             row.error = found["error"] or row.error
         row.output_notebook = found["output_notebook"] or row.output_notebook
         row.seconds = float(found["seconds"]) if found["seconds"] is not None else None
-        row.version = versions.get(row.run_id, row.version)
-        row.test_accuracy = accuracy.get(row.run_id)
+        row.version = found["version_id"] or row.version
+        row.test_accuracy = found["test_accuracy"]
 
 
 def _progress_bar(total: int, name: str, enabled: bool) -> Any:

@@ -150,7 +150,7 @@ def execute_run(job: RunJob) -> RunResult:
         if worker_setup.stopping():
             status, message = "interrupted", INTERRUPTED_ERROR
         try:
-            if registry.query("SELECT 1 FROM runs WHERE run_id = ?", [job.run_id]):
+            if registry.run_exists(job.run_id):
                 registry.finish_run(job.run_id, status, error=message)
         except Exception:  # keep the first error; the parent marks leftovers
             pass
