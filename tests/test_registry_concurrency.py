@@ -34,6 +34,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_eight_processes_writing_fifty_runs_each_all_land(tmp_path):
     path = tmp_path / "shared.duckdb"
     Registry(path).schema_version()

@@ -234,6 +234,7 @@ def _sweep_cli(sweep: Path, registry: Path, folder: Path, *extra: str):
     )
 
 
+@pytest.mark.training
 def test_a_sweep_records_every_run_and_isolates_the_failing_one(finetune_sweep):
     folder, _, registry_path, completed = finetune_sweep
     assert completed.returncode == 1, completed.stderr  # one run failed
@@ -270,6 +271,7 @@ def test_a_sweep_records_every_run_and_isolates_the_failing_one(finetune_sweep):
     assert all(0 <= a <= 1 for a in accuracy)
 
 
+@pytest.mark.training
 def test_resume_skips_succeeded_runs_and_retries_the_failed_one(finetune_sweep, run_cli):
     folder, sweep, registry_path, _ = finetune_sweep
     # Dry runs plan without running: everything reused but the failure; --rerun forces all.
@@ -311,6 +313,7 @@ def test_resume_skips_succeeded_runs_and_retries_the_failed_one(finetune_sweep, 
     assert actions["bad.csv4"] == "reuse" and actions["good.csvNone"] == "run"
 
 
+@pytest.mark.training
 def test_the_curves_report_goes_to_the_sweeps_output_folder(finetune_sweep):
     folder, sweep, registry_path, _ = finetune_sweep
     chosen = folder / "chosen-output"
@@ -384,6 +387,7 @@ def _started(sweep: Path, registry: Path, folder: Path):
             process.communicate(timeout=60)
 
 
+@pytest.mark.training
 def test_ctrl_c_marks_started_runs_interrupted_and_the_next_invocation_resumes(tmp_path):
     template = _gate_template(tmp_path / "gate.ipynb")
     gate = tmp_path / "open"
@@ -413,6 +417,7 @@ def test_ctrl_c_marks_started_runs_interrupted_and_the_next_invocation_resumes(t
     assert {r["status"] for r in reg.sweep_runs("gated")} == {"succeeded"}
 
 
+@pytest.mark.training
 def test_a_killed_sweep_leaves_no_run_running_and_no_version_and_resumes(tmp_path, tiny_bert_dir):
     _write_data(tmp_path / "good.csv")
     sweep = _write_yaml(

@@ -187,6 +187,7 @@ def test_a_plugin_executor_is_listed_and_a_broken_one_is_named(plugin_path, tmp_
     assert not registry.exists()
 
 
+@pytest.mark.training
 def test_a_plugin_executor_runs_a_real_sweep_end_to_end(plugin_path, tmp_path, tiny_bert_dir):
     lines = ["text,label"]
     for label in ("billing", "delivery", "refund"):
@@ -243,6 +244,7 @@ def test_a_plugin_executor_runs_a_real_sweep_end_to_end(plugin_path, tmp_path, t
 # -- a sweep's request is resolved once ---------------------------------------------------------
 
 
+@pytest.mark.training
 def test_a_sweep_expands_its_plan_and_inspects_its_template_once(tmp_path, monkeypatch):
     import papermill
 
@@ -269,6 +271,7 @@ def test_a_sweep_expands_its_plan_and_inspects_its_template_once(tmp_path, monke
     assert inspected == [str(template.resolve())]  # reading the spec; the sweep reuses it
 
 
+@pytest.mark.training
 def test_a_worker_runs_a_job_with_the_sweeps_signature_without_inspecting(tmp_path):
     from transferlab.parameters import signature
 
