@@ -341,6 +341,32 @@ def print_tables(summary: list[dict[str, Any]], checks: list[dict[str, Any]]) ->
         )
 
 
+def print_markdown(summary: list[dict[str, Any]]) -> None:
+    """The README's table: accuracy (mean of seeds, points) per size and data set, the best in
+    bold, and auto's wall seconds (marked * where other work took over 10 % of the CPUs)."""
+    cell = {(s["dataset"], s["k"], s["method"]): s for s in summary}
+    shown = ("tfidf", "linear_probe", "lora", "auto", "setfit")
+    header = ["per class", "data set", "TF-IDF + LR", "`linear_probe`", "plain `lora`", "`auto`"]
+    print("| " + " | ".join([*header, "`setfit`", "auto's seconds", "seeds"]) + " |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for k in sorted({s["k"] for s in summary}):
+        for dataset in DATASETS:
+            found = {m: cell.get((dataset, k, m)) for m in shown}
+            if found["auto"] is None:
+                continue
+            best = max(s["accuracy_mean"] for s in found.values() if s is not None)
+            values = []
+            for method in shown:
+                s = found[method]
+                text = "" if s is None else f"{100 * s['accuracy_mean']:.1f}"
+                values.append(f"**{text}**" if s and s["accuracy_mean"] == best else text)
+            auto = found["auto"]
+            busy = "*" if auto["other_share_max"] > 0.10 else ""
+            name = f"{dataset} ({auto['classes']})"
+            print(f"| {k} | {name} | " + " | ".join(values)
+                  + f" | {auto['wall_s_mean']:.0f}{busy} | {len(auto['seeds'])} |")  # fmt: skip
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -360,6 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-after-min", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--table-only", action="store_true", help="print the JSON's tables")
+    parser.add_argument("--markdown", action="store_true", help="print the README's table")
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = DEFAULT_OUT if args.evaluate_on == "test" else CARVED_OUT
@@ -398,8 +425,9 @@ def main(argv: list[str] | None = None) -> None:
         json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "few_shot"}
     )
     runs: list[dict[str, Any]] = payload.setdefault("runs", [])
-    if args.table_only:
-        print_tables(summarise(runs), check_targets(summarise(runs)))
+    if args.table_only or args.markdown:
+        summary = summarise(runs)
+        print_markdown(summary) if args.markdown else print_tables(summary, check_targets(summary))
         return
     if not bc.SHARED_DATA.is_dir():
         print(f"SKIPPED: {bc.SHARED_DATA} is absent (the shared data sets are not here).")
