@@ -23,7 +23,7 @@ from transferlab.evaluation.references import (
     tfidf_pipeline,
     training_examples,
 )
-from transferlab.evaluation.runner import SuiteReport, higher_is_better, run_suite
+from transferlab.evaluation.suite_run import SuiteReport, higher_is_better, run_suite
 from transferlab.evaluation.suites import (
     SliceSpec,
     Suite,
