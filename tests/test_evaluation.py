@@ -398,7 +398,7 @@ def test_only_a_bare_base_has_nothing_to_score(workspace, no_model_loads):
 @pytest.mark.training
 def test_sorted_batches_give_the_plain_loops_probabilities_in_input_order(workspace):
     from transferlab.data import load_labelled_data
-    from transferlab.finetuning.metrics import softmax
+    from transferlab.models.logits import softmax
 
     texts = load_labelled_data(sample_data_path("test")).texts
     loaded = load_version_model(workspace.registry, workspace.full.ref)

@@ -24,8 +24,8 @@ from transferlab.finetuning.methods.setfit import (
     pair_examples,
     pair_schedule,
 )
-from transferlab.finetuning.metrics import classification_metrics
 from transferlab.models.heads import HEAD_CONFIG, HEAD_FILE
+from transferlab.models.logits import classification_metrics
 from transferlab.predict import load_version_model
 
 from .conftest import build_tiny_bert, make_sentence_transformers_model

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from transferlab.errors import TransferlabError
-from transferlab.finetuning import artifacts, sources
+from transferlab.finetuning import artifacts
 from transferlab.finetuning.methods import method_for_version, pooled
 from transferlab.finetuning.methods.base import base_source
-from transferlab.finetuning.metrics import softmax
+from transferlab.models import sources
+from transferlab.models.logits import softmax
 from transferlab.quiet import quiet_transformers
 from transferlab.registry import Registry, VersionRecord
 

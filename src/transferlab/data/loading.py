@@ -359,7 +359,7 @@ def _load_hub_dataset(
     label_column: str,
     label_names: Sequence[str] | None,
 ) -> LabelledData:
-    from transferlab.finetuning.sources import hub_status
+    from transferlab.models.sources import hub_status
 
     name, _, config = dataset_id.partition(":")
     split = split or "train"

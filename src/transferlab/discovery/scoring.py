@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.errors import DataError
-from transferlab.finetuning import sources
-from transferlab.models import embedding
+from transferlab.models import embedding, sources
 from transferlab.models.embedding import Encoder
 from transferlab.models.probe import MAX_FOLDS, fit_probe
 from transferlab.profiling import model_inputs, percentile, timed_runs

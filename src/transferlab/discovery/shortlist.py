@@ -14,7 +14,7 @@ from typing import Any
 from transferlab.discovery.config import CANDIDATE_TASKS, DiscoveryConfig
 from transferlab.embeddings import embed_texts
 from transferlab.errors import TransferlabError
-from transferlab.finetuning.sources import HUB_SCHEME, hub_status, sequence_classification_types
+from transferlab.models.sources import HUB_SCHEME, hub_status, sequence_classification_types
 from transferlab.registry import Registry
 from transferlab.search import LICENSE_POLICIES, local_path
 

@@ -36,8 +36,8 @@ def labels_of(version: VersionRecord) -> list[str] | None:
 
 def inspect_version(registry: Registry, version: VersionRecord) -> Candidate:
     """Can the version be scored for classification, and with which labels? (no weights read)"""
-    from transferlab.finetuning import sources
     from transferlab.finetuning.methods import pooled
+    from transferlab.models import sources
     from transferlab.models.heads import read_head_config
 
     labels = labels_of(version)

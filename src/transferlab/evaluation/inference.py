@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.finetuning.metrics import softmax
+from transferlab.models.logits import softmax
 
 DEFAULT_BATCH_SIZE = 32
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from transferlab.errors import ModelSourceError, TransferlabError
-from transferlab.finetuning import sources
+from transferlab.models import sources
 from transferlab.quiet import quiet_transformers
 from transferlab.registry import ModelRecord, Registry
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from transferlab.data import LabelledData, Source, dataset_name
 from transferlab.errors import TransferlabError
-from transferlab.finetuning import sources, trackers
+from transferlab.finetuning import trackers
 from transferlab.finetuning.base import (
     BaseModel,
     check_max_length,
@@ -31,6 +31,7 @@ from transferlab.finetuning.methods import (
     method_names,
 )
 from transferlab.finetuning.methods.auto import AUTO, Choice
+from transferlab.models import sources
 from transferlab.registry import Registry
 from transferlab.registry.refs import validate_name
 

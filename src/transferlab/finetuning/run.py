@@ -20,7 +20,6 @@ from transferlab.finetuning.config import (
     resolve_config,
 )
 from transferlab.finetuning.recording import register_outcome
-from transferlab.finetuning.sources import progress_bars
 from transferlab.finetuning.trackers import (
     Tracker,
     finish_quietly,
@@ -28,6 +27,7 @@ from transferlab.finetuning.trackers import (
     tracking_folder,
 )
 from transferlab.finetuning.training import TrainingOutcome, train_and_evaluate
+from transferlab.models.sources import progress_bars
 from transferlab.registry import Registry, VersionRecord
 from transferlab.run_status import finish_failed, finish_succeeded
 

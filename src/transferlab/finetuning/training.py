@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from transferlab.data import DataSplits, LabelledData
-from transferlab.finetuning import sources
 from transferlab.finetuning.config import ResolvedConfig
 from transferlab.finetuning.methods import FinetuneMethod
-from transferlab.finetuning.metrics import classification_metrics, confusion_on_test
+from transferlab.models import sources
+from transferlab.models.logits import classification_metrics, confusion_on_test
 
 # Evaluating the training split is skipped above this size: it would cost another epoch.
 MAX_TRAIN_EVAL_EXAMPLES = 2000

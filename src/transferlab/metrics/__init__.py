@@ -102,7 +102,7 @@ def load_metric(name: str, **options: Any) -> Any:
             f"Load the module {spec.module!r} and pass {options_text or 'no options'} to "
             "compute(); suites accept the name as it is.",
         )
-    from transferlab.finetuning.sources import hub_status
+    from transferlab.models.sources import hub_status
 
     known = ", ".join(available_metrics())
     suite_names = ", ".join(SUITE_METRICS)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transferlab.errors import ModelSourceError
-from transferlab.finetuning import artifacts, sources
+from transferlab.finetuning import artifacts
 from transferlab.finetuning.artifacts import SavedModel
+from transferlab.models import sources
 
 if TYPE_CHECKING:
     from transferlab.data import DataSplits

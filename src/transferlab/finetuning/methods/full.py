@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferlab.errors import TransferlabError
-from transferlab.finetuning import sources
 from transferlab.finetuning.artifacts import SavedModel
 from transferlab.finetuning.methods import pooled
 from transferlab.finetuning.methods.base import FinetuneMethod, load_for_training, version_labels
+from transferlab.models import sources
 from transferlab.quiet import quiet_transformers
 
 if TYPE_CHECKING:

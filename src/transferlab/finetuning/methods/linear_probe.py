@@ -90,11 +90,11 @@ class LinearProbe(FinetuneMethod):
         apply."""
         import torch
 
-        from transferlab.finetuning import sources
-        from transferlab.finetuning.metrics import classification_metrics, confusion_on_test
         from transferlab.finetuning.training import TrainingOutcome, _peak_rss_mb, torch_threads
+        from transferlab.models import sources
         from transferlab.models.embedding import embed, load_encoder
         from transferlab.models.heads import PooledClassifier
+        from transferlab.models.logits import classification_metrics, confusion_on_test
         from transferlab.models.probe import fit_probe, probe_head_rows
 
         labels = list(splits.label_names)
@@ -197,7 +197,7 @@ class LinearProbe(FinetuneMethod):
             model, source, base, labels = load_adapter_base(registry, version, device, quantized)
             load_head(model, Path(source.location))
             return model, adapter_tokenizer(source, base), labels
-        from transferlab.finetuning import sources
+        from transferlab.models import sources
         from transferlab.models.heads import PooledClassifier
 
         labels = version_labels(version)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from transferlab.finetuning import sources
 from transferlab.finetuning.methods import pooled
 from transferlab.finetuning.methods.lora import LoRA, with_lora
 from transferlab.finetuning.methods.schedule import scaled_epochs
+from transferlab.models import sources
 
 if TYPE_CHECKING:
     from transferlab.data import DataSplits

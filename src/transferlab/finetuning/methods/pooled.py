@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transferlab.finetuning import sources
+from transferlab.models import sources
 from transferlab.models.heads import HEAD_CONFIG
 
 if TYPE_CHECKING:

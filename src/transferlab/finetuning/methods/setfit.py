@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from transferlab.errors import TransferlabError
-from transferlab.finetuning import sources
 from transferlab.finetuning.methods import pooled
 from transferlab.finetuning.methods.full import FullFinetuning
+from transferlab.models import sources
 
 if TYPE_CHECKING:
     from transferlab.data import DataSplits
@@ -437,7 +437,7 @@ def evaluate(
     import torch
 
     from transferlab.finetuning.methods.linear_probe import model_logits
-    from transferlab.finetuning.metrics import classification_metrics
+    from transferlab.models.logits import classification_metrics
 
     metrics: dict[str, dict[str, float]] = {}
     logits: dict[str, np.ndarray] = {}
@@ -467,8 +467,8 @@ def outcome(
     and steps are the caller's to fill in)."""
     import torch
 
-    from transferlab.finetuning.metrics import confusion_on_test
     from transferlab.finetuning.training import TrainingOutcome, _peak_rss_mb
+    from transferlab.models.logits import confusion_on_test
 
     return TrainingOutcome(
         model=model,

@@ -1,4 +1,7 @@
-"""Classification metrics kept small and under the project's control (no Hub downloads)."""
+"""What a classifier's logits give: probabilities (softmax), accuracy, macro-F1 and loss, and
+confusion matrices. Kept small and under the project's control (no Hub downloads); used by
+training, prediction and evaluation. The suites' metrics are `transferlab.metrics`.
+"""
 
 from __future__ import annotations
 
