@@ -6,6 +6,7 @@ so that parallel runs can share the file (see connection.py).
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -17,7 +18,6 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from transferlab.config import current_actor
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.aliases import AliasesMixin
 from transferlab.registry.backends import RegistryBackend, open_backend, resolve_models_dir
@@ -69,6 +69,17 @@ _RESULT_COLUMNS = (
     "n_train",
     "seed",
 )
+
+
+def current_actor() -> str:
+    """Who the audit log names: TRANSFERLAB_USER, else the login name."""
+    explicit = os.environ.get("TRANSFERLAB_USER")
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def record_hash(record: ModelRecord) -> str:

@@ -23,11 +23,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from transferlab.config import DEFAULT_REGISTRY_NAME
 from transferlab.errors import RegistryError
 
 ENTRY_POINT_GROUP = "transferlab.registry_backends"
 REGISTRY_VARIABLE = "TRANSFERLAB_REGISTRY"
+DEFAULT_REGISTRY_NAME = "registry.duckdb"
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
 # Schemes handled in this package (the DuckDB backend is imported on first use).
 _BUILT_IN = {"duckdb": "transferlab.registry.duckdb_backend:DuckDBBackend"}
