@@ -315,6 +315,17 @@ def failed_run(registry: Registry, run_id: str) -> dict:
     return run
 
 
+def benchmark_run_ids(registry: Registry) -> set[str]:
+    return {r["run_id"] for r in registry.runs(kind="benchmark")}
+
+
+def the_new_run(registry: Registry, before: set[str]) -> str:
+    """The one benchmark run started since `before` (run_suite called without a run_id
+    starts its own run and finishes it: transferlab.run_status)."""
+    (new,) = benchmark_run_ids(registry) - before
+    return new
+
+
 @pytest.mark.training
 def test_label_names_that_differ_from_the_models_fail_naming_both(
     workspace, tmp_path, no_model_loads
@@ -331,9 +342,10 @@ def test_label_names_that_differ_from_the_models_fail_naming_both(
              label_names: [delivery, refund, greeting]}
         """,
     )
-    run_id = workspace.registry.start_run("benchmark")
+    before = benchmark_run_ids(workspace.registry)
     with pytest.raises(SuiteError) as caught:
-        run_suite(workspace.registry, path, [workspace.adapter.ref], run_id=run_id)
+        run_suite(workspace.registry, path, [workspace.adapter.ref])
+    run_id = the_new_run(workspace.registry, before)
     message = str(caught.value)
     assert "tasks[0].label_names" in message and str(path) in message
     assert str(INTENTS) in message and "['delivery', 'refund', 'greeting']" in message
@@ -346,10 +358,10 @@ def test_data_labels_unknown_to_the_model_fail(workspace, tmp_path, no_model_loa
     path = write_suite(
         tmp_path, "name: other\ntasks:\n  - {name: t, data: other.csv, metrics: [accuracy]}\n"
     )
-    run_id = workspace.registry.start_run("benchmark")
+    before = benchmark_run_ids(workspace.registry)
     with pytest.raises(SuiteError, match=r"\['greeting'\] unknown to the model"):
-        run_suite(workspace.registry, path, [workspace.adapter.ref], run_id=run_id)
-    failed_run(workspace.registry, run_id)
+        run_suite(workspace.registry, path, [workspace.adapter.ref])
+    failed_run(workspace.registry, the_new_run(workspace.registry, before))
 
 
 @pytest.mark.training
@@ -358,10 +370,10 @@ def test_a_missing_column_fails_before_any_model_loads(workspace, tmp_path, no_m
         tmp_path,
         f"name: s\ntasks:\n  - {{name: t, data: {SAMPLE}, text_column: body, metrics: [mcc]}}\n",
     )
-    run_id = workspace.registry.start_run("benchmark")
+    before = benchmark_run_ids(workspace.registry)
     with pytest.raises(SuiteError, match=r"tasks\[0\]\.text_column: .*no column 'body'"):
-        run_suite(workspace.registry, path, [workspace.adapter.ref], run_id=run_id)
-    failed_run(workspace.registry, run_id)
+        run_suite(workspace.registry, path, [workspace.adapter.ref])
+    failed_run(workspace.registry, the_new_run(workspace.registry, before))
 
 
 @pytest.mark.training
@@ -378,18 +390,27 @@ def test_an_unknown_metric_fails_the_run(workspace, tmp_path, no_model_loads):
 
 @pytest.mark.training
 def test_a_version_that_does_not_exist_fails_the_run(workspace, no_model_loads):
-    run_id = workspace.registry.start_run("benchmark")
+    before = benchmark_run_ids(workspace.registry)
     with pytest.raises(NotFoundError, match="tiny-intents:99"):
-        run_suite(workspace.registry, workspace.suite, ["tiny-intents:99"], run_id=run_id)
-    failed_run(workspace.registry, run_id)
+        run_suite(workspace.registry, workspace.suite, ["tiny-intents:99"])
+    failed_run(workspace.registry, the_new_run(workspace.registry, before))
 
 
 @pytest.mark.training
 def test_only_a_bare_base_has_nothing_to_score(workspace, no_model_loads):
-    run_id = workspace.registry.start_run("benchmark")
+    before = benchmark_run_ids(workspace.registry)
     with pytest.raises(TransferlabError, match="None of the versions can be scored"):
-        run_suite(workspace.registry, workspace.suite, [workspace.base.ref], run_id=run_id)
-    failed_run(workspace.registry, run_id)
+        run_suite(workspace.registry, workspace.suite, [workspace.base.ref])
+    failed_run(workspace.registry, the_new_run(workspace.registry, before))
+
+
+@pytest.mark.training
+def test_a_run_passed_in_is_left_to_its_runner_to_finish(workspace, no_model_loads):
+    run_id = workspace.registry.start_run("benchmark")  # as runner.run_template starts one
+    with pytest.raises(NotFoundError, match="tiny-intents:99"):
+        run_suite(workspace.registry, workspace.suite, ["tiny-intents:99"], run_id=run_id)
+    run = workspace.registry.get_run(run_id)
+    assert run["status"] == "running" and workspace.registry.results(run_id=run_id) == []
 
 
 # -- the pieces --------------------------------------------------------------------------------
