@@ -92,11 +92,9 @@ broken = tl_extra_method:DoesNotExist
 @pytest.fixture
 def restored_table():
     """Methods registered by a test are gone afterwards."""
-    saved = dict(table._methods), dict(table._origins), dict(table._broken)
+    saved = table.TABLE.snapshot()
     yield
-    for current, before in zip((table._methods, table._origins, table._broken), saved, strict=True):
-        current.clear()
-        current.update(before)
+    table.TABLE.restore(saved)
 
 
 @pytest.fixture

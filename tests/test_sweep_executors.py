@@ -323,14 +323,9 @@ def restored_table():
     """Executors registered by a test are gone afterwards."""
     from transferlab.sweeps.executors import registry as table
 
-    executor_names()  # built-ins and entry points loaded before the snapshot
-    saved = dict(table._executors), dict(table._origins), dict(table._broken)
+    saved = table.TABLE.snapshot()  # built-ins and entry points loaded first
     yield
-    for current, before in zip(
-        (table._executors, table._origins, table._broken), saved, strict=True
-    ):
-        current.clear()
-        current.update(before)
+    table.TABLE.restore(saved)
 
 
 def test_an_executor_that_raises_leaves_the_sweep_recorded_not_running(tmp_path, restored_table):

@@ -9,127 +9,22 @@ and asking for that one (or `transferlab methods`) names the entry point and the
 from __future__ import annotations
 
 import re
-import threading
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferlab.errors import TransferlabError
 from transferlab.finetuning.methods.base import VERSION_KINDS, FinetuneMethod
+from transferlab.plugins import PluginTable
 
 if TYPE_CHECKING:
     from transferlab.registry import VersionRecord
 
 ENTRY_POINT_GROUP = "transferlab.methods"
 DEFAULT_METHOD = "auto"
-BUILT_IN = "built-in"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-_methods: dict[str, FinetuneMethod] = {}
-_origins: dict[str, str] = {}
-_broken: dict[str, str] = {}  # entry point name -> why it could not be loaded
-_lock = threading.RLock()
-_state = {"built_ins": False, "entry_points": False}
 
-
-def register_method(method: type[FinetuneMethod] | FinetuneMethod) -> FinetuneMethod:
-    """Add a method (a class or an instance) to the table under its `name`."""
-    with _lock:
-        _load_built_ins()
-        return _register(method, origin="registered in code")
-
-
-def get_method(name: str) -> FinetuneMethod:
-    """The method called `name`; an unknown or broken one is refused with what to use."""
-    _ensure_loaded()
-    method = _methods.get(name)
-    if method is not None:
-        return method
-    if name in _broken:
-        raise TransferlabError(
-            f"Fine-tuning method {name!r} could not be loaded: {_broken[name]}",
-            f"Fix or reinstall the package that declares it, or use one of: {', '.join(_methods)}.",
-        )
-    raise TransferlabError(
-        f"Unknown fine-tuning method {name!r}.", f"Use one of: {', '.join(_methods)}."
-    )
-
-
-def method_names() -> tuple[str, ...]:
-    """Names of the usable methods, built-ins first, in the order they were registered."""
-    _ensure_loaded()
-    return tuple(_methods)
-
-
-def all_methods() -> tuple[FinetuneMethod, ...]:
-    _ensure_loaded()
-    return tuple(_methods.values())
-
-
-def method_origin(name: str) -> str:
-    """'built-in', or the entry point (and package) a plug-in came from."""
-    _ensure_loaded()
-    return _origins[name]
-
-
-def broken_methods() -> dict[str, str]:
-    """Entry points of the group that failed to load: name -> the reason."""
-    _ensure_loaded()
-    return dict(_broken)
-
-
-def method_for_version(version: VersionRecord) -> FinetuneMethod:
-    """The method that loads a registered version: the one its metadata names, else the owner
-    of its layout (versions written before methods were plug-ins, merged and imported models
-    are complete models or have an `adapter_format`)."""
-    _ensure_loaded()
-    named = version.metadata.get("method")
-    if version.kind in VERSION_KINDS and named:
-        if named in _methods and _methods[named].version_kind == version.kind:
-            return _methods[named]
-        if named in _broken:
-            get_method(named)  # raises with the entry point and its error
-    layout = _layout(version)
-    for method in _methods.values():
-        complete = method.version_kind == "full" if layout is None else True
-        if method.adapter_format == layout and complete:
-            return method
-    raise TransferlabError(
-        f"{version.ref} was written by fine-tuning method {named!r} (layout {layout!r}), which "
-        "is not installed here.",
-        f"Install the package that provides it (entry point group {ENTRY_POINT_GROUP}); "
-        f"known methods: {', '.join(_methods)}.",
-    )
-
-
-def _layout(version: VersionRecord) -> str | None:
-    if version.kind != "adapter":
-        return None
-    recorded = version.metadata.get("adapter_format")
-    if recorded:
-        return str(recorded)
-    # Adapters registered before transferlab recorded the layout: a PEFT folder or a head file.
-    folder = Path(version.uri or "").expanduser()
-    return "peft" if version.uri and (folder / "adapter_config.json").is_file() else "head"
-
-
-# -- loading ------------------------------------------------------------------------------------
-
-
-def _ensure_loaded() -> None:
-    if _state["entry_points"]:
-        return
-    with _lock:
-        _load_built_ins()
-        if not _state["entry_points"]:
-            _state["entry_points"] = True
-            _load_entry_points()
-
-
-def _load_built_ins() -> None:
-    if _state["built_ins"]:
-        return
-    _state["built_ins"] = True
+def _built_ins() -> tuple[type[FinetuneMethod], ...]:
     from transferlab.finetuning.methods.auto import AutoMethod
     from transferlab.finetuning.methods.full import FullFinetuning
     from transferlab.finetuning.methods.linear_probe import LinearProbe
@@ -140,25 +35,7 @@ def _load_built_ins() -> None:
 
     # This order is the order of every listing and of "Use one of: ..." messages; the default
     # first ('auto' names no weights: config resolution replaces it by the method it chooses).
-    for method in (AutoMethod, LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT, SetFit, SetFitLoRA):
-        _register(method, origin=BUILT_IN)
-
-
-def _load_entry_points() -> None:
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        declared = f"'{point.name} = {point.value}'"
-        package = f" of {point.dist.name}" if point.dist is not None else ""
-        where = f"entry point {declared}{package} (group {ENTRY_POINT_GROUP})"
-        try:
-            method = _instantiate(point.load())
-            if method.name != point.name:
-                raise TransferlabError(
-                    f"it is named {method.name!r}, not {point.name!r} like its entry point"
-                )
-            _register(method, origin=f"entry point {declared}{package}")
-        except Exception as exc:  # a plug-in's bug must not break every other method
-            reason = exc.problem if isinstance(exc, TransferlabError) else f"{exc}"
-            _broken[point.name] = f"{where}: {type(exc).__name__}: {reason}"
+    return (AutoMethod, LoRA, FullFinetuning, LinearProbe, QLoRA, LPFT, SetFit, SetFitLoRA)
 
 
 def _instantiate(method: Any) -> FinetuneMethod:
@@ -175,18 +52,73 @@ def _instantiate(method: Any) -> FinetuneMethod:
     return method
 
 
-def _register(method: type[FinetuneMethod] | FinetuneMethod, *, origin: str) -> FinetuneMethod:
-    instance = _instantiate(method)
-    if instance.name in _methods:
-        raise TransferlabError(
-            f"A fine-tuning method named {instance.name!r} is already registered "
-            f"({_origins[instance.name]}).",
-            "Give the new method another name.",
-        )
-    _methods[instance.name] = instance
-    _origins[instance.name] = origin
-    _broken.pop(instance.name, None)
-    return instance
+TABLE: PluginTable[FinetuneMethod] = PluginTable(
+    group=ENTRY_POINT_GROUP, what="fine-tuning method", built_ins=_built_ins, adopt=_instantiate
+)
+
+
+def register_method(method: type[FinetuneMethod] | FinetuneMethod) -> FinetuneMethod:
+    """Add a method (a class or an instance) to the table under its `name`."""
+    return TABLE.register(method)
+
+
+def get_method(name: str) -> FinetuneMethod:
+    """The method called `name`; an unknown or broken one is refused with what to use."""
+    return TABLE.get(name)
+
+
+def method_names() -> tuple[str, ...]:
+    """Names of the usable methods, built-ins first, in the order they were registered."""
+    return TABLE.names()
+
+
+def all_methods() -> tuple[FinetuneMethod, ...]:
+    return TABLE.entries()
+
+
+def method_origin(name: str) -> str:
+    """'built-in', or the entry point (and package) a plug-in came from."""
+    return TABLE.origin(name)
+
+
+def broken_methods() -> dict[str, str]:
+    """Entry points of the group that failed to load: name -> the reason."""
+    return TABLE.broken()
+
+
+def method_for_version(version: VersionRecord) -> FinetuneMethod:
+    """The method that loads a registered version: the one its metadata names, else the owner
+    of its layout (versions written before methods were plug-ins, merged and imported models
+    are complete models or have an `adapter_format`)."""
+    methods = {method.name: method for method in TABLE.entries()}
+    named = version.metadata.get("method")
+    if version.kind in VERSION_KINDS and named:
+        if named in methods and methods[named].version_kind == version.kind:
+            return methods[named]
+        if named in TABLE.broken():
+            get_method(named)  # raises with the entry point and its error
+    layout = _layout(version)
+    for method in methods.values():
+        complete = method.version_kind == "full" if layout is None else True
+        if method.adapter_format == layout and complete:
+            return method
+    raise TransferlabError(
+        f"{version.ref} was written by fine-tuning method {named!r} (layout {layout!r}), which "
+        "is not installed here.",
+        f"Install the package that provides it (entry point group {ENTRY_POINT_GROUP}); "
+        f"known methods: {', '.join(methods)}.",
+    )
+
+
+def _layout(version: VersionRecord) -> str | None:
+    if version.kind != "adapter":
+        return None
+    recorded = version.metadata.get("adapter_format")
+    if recorded:
+        return str(recorded)
+    # Adapters registered before transferlab recorded the layout: a PEFT folder or a head file.
+    folder = Path(version.uri or "").expanduser()
+    return "peft" if version.uri and (folder / "adapter_config.json").is_file() else "head"
 
 
 def _check(method: Any) -> None:

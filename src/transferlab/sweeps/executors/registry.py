@@ -10,51 +10,43 @@ for that one (or `transferlab executors`) names the entry point and the error.
 from __future__ import annotations
 
 import re
-import threading
-from importlib.metadata import entry_points
 from typing import Any
 
 from transferlab.errors import TransferlabError
+from transferlab.plugins import PluginTable
 from transferlab.sweeps.executors.base import ExecutorSettings, SweepExecutor
 
 ENTRY_POINT_GROUP = "transferlab.executors"
 DEFAULT_EXECUTOR = "process"
-BUILT_IN = "built-in"
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _CALLS = ("submit", "wait", "stop", "close", "as_finished")
 
-_executors: dict[str, type[SweepExecutor]] = {}
-_origins: dict[str, str] = {}
-_broken: dict[str, str] = {}  # entry point name -> why it could not be loaded
-_lock = threading.RLock()
-_state = {"built_ins": False, "entry_points": False}
+
+def _built_ins() -> tuple[type[SweepExecutor], ...]:
+    from transferlab.sweeps.executors.process import ProcessExecutor
+
+    return (ProcessExecutor,)
+
+
+def _adopt(executor: Any) -> type[SweepExecutor]:
+    _check(executor)
+    return executor
+
+
+TABLE: PluginTable[type[SweepExecutor]] = PluginTable(
+    group=ENTRY_POINT_GROUP, what="sweep executor", built_ins=_built_ins, adopt=_adopt
+)
 
 
 def register_executor(executor: type[SweepExecutor]) -> type[SweepExecutor]:
     """Add an executor class to the table under its `name` (usable as a class decorator)."""
-    with _lock:
-        _load_built_ins()
-        return _register(executor, origin="registered in code")
+    return TABLE.register(executor)
 
 
 def get_executor(name: str) -> type[SweepExecutor]:
     """The executor class called `name`; an unknown or broken one is refused with the names
     that can be used."""
-    _ensure_loaded()
-    executor = _executors.get(name)
-    if executor is not None:
-        return executor
-    if name in _broken:
-        raise TransferlabError(
-            f"Sweep executor {name!r} could not be loaded: {_broken[name]}",
-            f"Fix or reinstall the package that declares it, or use one of: "
-            f"{', '.join(_executors)}.",
-        )
-    raise TransferlabError(
-        f"Unknown sweep executor {name!r}.",
-        f"Use one of: {', '.join(_executors)} (packages add executors through the entry-point "
-        f"group {ENTRY_POINT_GROUP}).",
-    )
+    return TABLE.get(name)
 
 
 def create_executor(name: str, settings: ExecutorSettings) -> SweepExecutor:
@@ -63,79 +55,21 @@ def create_executor(name: str, settings: ExecutorSettings) -> SweepExecutor:
 
 def executor_names() -> tuple[str, ...]:
     """Names of the usable executors, the built-in first, in the order they were registered."""
-    _ensure_loaded()
-    return tuple(_executors)
+    return TABLE.names()
 
 
 def all_executors() -> tuple[type[SweepExecutor], ...]:
-    _ensure_loaded()
-    return tuple(_executors.values())
+    return TABLE.entries()
 
 
 def executor_origin(name: str) -> str:
     """'built-in', or the entry point (and package) a plug-in came from."""
-    _ensure_loaded()
-    return _origins[name]
+    return TABLE.origin(name)
 
 
 def broken_executors() -> dict[str, str]:
     """Entry points of the group that failed to load: name -> the reason."""
-    _ensure_loaded()
-    return dict(_broken)
-
-
-# -- loading ------------------------------------------------------------------------------------
-
-
-def _ensure_loaded() -> None:
-    if _state["entry_points"]:
-        return
-    with _lock:
-        _load_built_ins()
-        if not _state["entry_points"]:
-            _state["entry_points"] = True
-            _load_entry_points()
-
-
-def _load_built_ins() -> None:
-    if _state["built_ins"]:
-        return
-    _state["built_ins"] = True
-    from transferlab.sweeps.executors.process import ProcessExecutor
-
-    _register(ProcessExecutor, origin=BUILT_IN)
-
-
-def _load_entry_points() -> None:
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        declared = f"'{point.name} = {point.value}'"
-        package = f" of {point.dist.name}" if point.dist is not None else ""
-        where = f"entry point {declared}{package} (group {ENTRY_POINT_GROUP})"
-        try:
-            executor = point.load()
-            _check(executor)
-            if executor.name != point.name:
-                raise TransferlabError(
-                    f"it is named {executor.name!r}, not {point.name!r} like its entry point"
-                )
-            _register(executor, origin=f"entry point {declared}{package}")
-        except Exception as exc:  # a plug-in's bug must not break every other executor
-            reason = exc.problem if isinstance(exc, TransferlabError) else f"{exc}"
-            _broken[point.name] = f"{where}: {type(exc).__name__}: {reason}"
-
-
-def _register(executor: type[SweepExecutor], *, origin: str) -> type[SweepExecutor]:
-    _check(executor)
-    if executor.name in _executors:
-        raise TransferlabError(
-            f"A sweep executor named {executor.name!r} is already registered "
-            f"({_origins[executor.name]}).",
-            "Give the new executor another name.",
-        )
-    _executors[executor.name] = executor
-    _origins[executor.name] = origin
-    _broken.pop(executor.name, None)
-    return executor
+    return TABLE.broken()
 
 
 def _check(executor: Any) -> None:
