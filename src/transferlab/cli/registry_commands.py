@@ -10,6 +10,7 @@ from transferlab.registry import Registry
 from transferlab.registry.api import require_registry_file
 from transferlab.registry.records import MODEL_DISPLAY_FIELDS, PROFILE_DISPLAY_FIELDS
 from transferlab.registry.refs import parse_version_ref
+from transferlab.registry.writes import PROFILE_COLUMNS
 
 
 def _registry(args: argparse.Namespace, must_exist: bool = True) -> Registry:
@@ -153,15 +154,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         emit_json({"version_id": version.version_id, **profile})
         return 0
     print(f"profile of {version.ref} on {profile.get('device', 'cpu')}")
-    for key in (
-        "parameters",
-        "size_bytes",
-        "load_seconds",
-        "latency_ms_p50",
-        "latency_ms_p95",
-        "throughput_per_s",
-        "peak_memory_mb",
-    ):
+    for key in PROFILE_COLUMNS:
         print(f"  {key:18} {profile.get(key)}")
     return 0
 

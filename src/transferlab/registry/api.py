@@ -35,7 +35,7 @@ from transferlab.registry.rows import dict_rows, to_json, utc_now
 from transferlab.registry.runs import RunsMixin, gone_runs, new_run_id, package_versions
 from transferlab.registry.search_queries import SearchQueriesMixin
 from transferlab.registry.sweep_queries import SweepQueriesMixin
-from transferlab.registry.writes import WritesMixin
+from transferlab.registry.writes import PROFILE_COLUMNS, WritesMixin
 
 __all__ = ["Registry", "new_run_id", "package_versions", "record_hash", "require_registry_file"]
 
@@ -505,15 +505,7 @@ class Registry(
     # -- profiles ---------------------------------------------------------------------------
 
     def save_profile(self, version_id: str, profile: dict) -> None:
-        known = (
-            "parameters",
-            "size_bytes",
-            "load_seconds",
-            "latency_ms_p50",
-            "latency_ms_p95",
-            "throughput_per_s",
-            "peak_memory_mb",
-        )
+        known = PROFILE_COLUMNS
         details = {k: v for k, v in profile.items() if k not in known}
         with self.connect() as con:
             con.execute(
