@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -99,6 +101,41 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
 
 def transferlab_executable() -> str:
     return str(Path(sys.executable).with_name("transferlab"))
+
+
+def install_plugin_package(folder: Path, package: str, source: str, entry_points: str) -> Path:
+    """An 'installed' package in `folder` (a sys.path / PYTHONPATH entry): module `package`
+    with `source`, and a dist-info whose entry_points.txt is `entry_points`."""
+    import textwrap
+
+    (folder / package).mkdir(parents=True)
+    (folder / package / "__init__.py").write_text(textwrap.dedent(source))
+    info = folder / f"{package}-0.1.dist-info"
+    info.mkdir()
+    name = package.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return folder
+
+
+def run_transferlab_with(args: list, plugin_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """`transferlab ARGS` in a subprocess that also sees the packages in `plugin_path`."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(plugin_path), os.environ.get("PYTHONPATH")])
+        ),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        **env,
+    }
+    return subprocess.run(
+        [transferlab_executable(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,11 @@ their layout, and a method from another package (entry point) trained and used e
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import transferlab_executable
+from tests.conftest import install_plugin_package, run_transferlab_with
 from transferlab import Registry, VersionRecord
 from transferlab.errors import TransferlabError
 from transferlab.finetuning.methods import (
@@ -101,34 +98,7 @@ def restored_table():
 def plugin_path(tmp_path: Path) -> Path:
     """A folder for PYTHONPATH holding an 'installed' package that declares two methods: a
     working one and one whose entry point cannot be loaded."""
-    folder = tmp_path / "site"
-    package = folder / "tl_extra_method"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(textwrap.dedent(PLUGIN_SOURCE))
-    info = folder / "tl_extra_method-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tl-extra-method\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    return folder
-
-
-def _transferlab(args: list[str], plugin_path: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(plugin_path), os.environ.get("PYTHONPATH")])
-        ),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        **env,
-    }
-    return subprocess.run(
-        [transferlab_executable(), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-    )
+    return install_plugin_package(tmp_path / "site", "tl_extra_method", PLUGIN_SOURCE, ENTRY_POINTS)
 
 
 def test_the_table_lists_the_built_ins(run_cli):
@@ -223,7 +193,7 @@ def test_a_version_of_a_method_not_installed_here_says_so():
 def test_a_plugin_method_is_listed_trained_and_loaded_by_its_own_code(
     tmp_path, plugin_path, tiny_bert_dir
 ):
-    listed = _transferlab(["methods", "--json"], plugin_path)
+    listed = run_transferlab_with(["methods", "--json"], plugin_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert list(rows)[: len(BUILT_INS)] == BUILT_INS and rows["bitfit"]["display_name"] == "BitFit"
@@ -231,13 +201,13 @@ def test_a_plugin_method_is_listed_trained_and_loaded_by_its_own_code(
     # the broken entry point is named, and breaks nothing else
     assert "broken = tl_extra_method:DoesNotExist" in listed.stderr and "broken" not in rows
 
-    refused = _transferlab(["run", "finetune", "-p", "method", "broken"], plugin_path)
+    refused = run_transferlab_with(["run", "finetune", "-p", "method", "broken"], plugin_path)
     assert refused.returncode == 2
     assert "'broken' could not be loaded" in refused.stderr
     assert "broken = tl_extra_method:DoesNotExist" in refused.stderr
 
     registry = tmp_path / "registry.duckdb"
-    run = _transferlab(
+    run = run_transferlab_with(
         [
             "run", "finetune",
             "-p", "method", "bitfit",
@@ -268,7 +238,7 @@ def test_a_plugin_method_is_listed_trained_and_loaded_by_its_own_code(
 
     mark = tmp_path / "loaded-by-bitfit"
     texts = ["I was charged twice", "where is my parcel"]
-    predicted = _transferlab(
+    predicted = run_transferlab_with(
         ["predict", "tiny-bitfit:1", *texts, "--registry", registry, "--json"],
         plugin_path,
         TL_EXTRA_METHOD_MARK=str(mark),

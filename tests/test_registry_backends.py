@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import install_plugin_package
 from transferlab import ModelRecord, Registry
 from transferlab.data import sample_data_path
 from transferlab.errors import RegistryError
@@ -121,13 +121,7 @@ notabackend = tl_extra_backend:OPENED
 def plugin_backend(tmp_path: Path, monkeypatch):
     """An 'installed' package declaring registry backends, on sys.path."""
     folder = tmp_path / "site"
-    package = folder / "tl_extra_backend"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(textwrap.dedent(PLUGIN_SOURCE))
-    info = folder / "tl_extra_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tl-extra-backend\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    install_plugin_package(folder, "tl_extra_backend", PLUGIN_SOURCE, ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(folder))
     yield folder
     import sys

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import transferlab_executable
+from tests.conftest import install_plugin_package, run_transferlab_with
 from transferlab import Registry
 from transferlab.registry.api import new_run_id
 from transferlab.sweeps import load_sweep, run_sweep
@@ -72,33 +72,7 @@ half = tl_extra_executor:HalfDone
 @pytest.fixture
 def plugin_path(tmp_path: Path) -> Path:
     folder = tmp_path / "site"
-    package = folder / "tl_extra_executor"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(textwrap.dedent(PLUGIN_SOURCE))
-    info = folder / "tl_extra_executor-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tl-extra-executor\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    return folder
-
-
-def _transferlab(args: list, plugin_path: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(plugin_path), os.environ.get("PYTHONPATH")])
-        ),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        **env,
-    }
-    return subprocess.run(
-        [transferlab_executable(), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-    )
+    return install_plugin_package(folder, "tl_extra_executor", PLUGIN_SOURCE, ENTRY_POINTS)
 
 
 def _light_template(path: Path) -> Path:
@@ -164,7 +138,7 @@ def test_an_unknown_executor_is_refused_before_anything_is_written(tmp_path, run
 
 
 def test_a_plugin_executor_is_listed_and_a_broken_one_is_named(plugin_path, tmp_path):
-    listed = _transferlab(["executors", "--json"], plugin_path)
+    listed = run_transferlab_with(["executors", "--json"], plugin_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert list(rows) == ["process", "inline"]
@@ -178,7 +152,7 @@ def test_a_plugin_executor_is_listed_and_a_broken_one_is_named(plugin_path, tmp_
     sweep = tmp_path / "s.yaml"
     sweep.write_text("grid: {seeds: [0, 1]}\n")
     registry = tmp_path / "registry.duckdb"
-    refused = _transferlab(
+    refused = run_transferlab_with(
         ["sweep", sweep, "--executor", "half", "--registry", registry], plugin_path
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
@@ -201,7 +175,7 @@ def test_a_plugin_executor_runs_a_real_sweep_end_to_end(plugin_path, tmp_path, t
     )
     registry_path = tmp_path / "registry.duckdb"
     log = tmp_path / "inline.log"
-    completed = _transferlab(
+    completed = run_transferlab_with(
         [
             "sweep",
             sweep,
