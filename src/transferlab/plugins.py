@@ -34,11 +34,13 @@ class PluginTable(Generic[T]):
         what: str,
         built_ins: Callable[[], Iterable[Any]],
         adopt: Callable[[Any], T],
+        hint: str = "",
     ):
         self.group = group
         self.what = what
         self._built_ins = built_ins
         self._adopt = adopt
+        self.hint = hint  # said after the known names when a name is unknown
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self._broken: dict[str, str] = {}  # entry point name -> why it could not be loaded
@@ -60,7 +62,7 @@ class PluginTable(Generic[T]):
                 f"{self._broken[name]}",
                 f"Fix or reinstall the package that declares it, or use one of: {known}.",
             )
-        raise TransferlabError(f"Unknown {self.what} {name!r}.", f"Use one of: {known}.")
+        raise TransferlabError(f"Unknown {self.what} {name!r}.", f"Use one of: {known}{self.hint}.")
 
     def names(self) -> tuple[str, ...]:
         """Names of the usable entries, built-ins first, in the order they were registered."""

@@ -34,7 +34,11 @@ def _adopt(executor: Any) -> type[SweepExecutor]:
 
 
 TABLE: PluginTable[type[SweepExecutor]] = PluginTable(
-    group=ENTRY_POINT_GROUP, what="sweep executor", built_ins=_built_ins, adopt=_adopt
+    group=ENTRY_POINT_GROUP,
+    what="sweep executor",
+    built_ins=_built_ins,
+    adopt=_adopt,
+    hint=f" (packages add executors through the entry-point group {ENTRY_POINT_GROUP})",
 )
 
 
