@@ -73,19 +73,7 @@ def test_the_check_finds_training_and_its_marker():
     assert training_reasons(command) == ["line 1: transferlab run finetune"]
 
 
-# Files whose owners are adding their markers (issue 12): remove a name once its file is marked.
-PENDING: set[str] = set()  # file names whose markers are still to be added
-
-
-def _test_files() -> list:
-    pending = pytest.mark.xfail(reason="markers pending (issue 12)", strict=False)
-    return [
-        pytest.param(path, id=path.name, marks=[pending] if path.name in PENDING else [])
-        for path in sorted(TESTS.glob("test_*.py"))
-    ]
-
-
-@pytest.mark.parametrize("path", _test_files())
+@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda path: path.name)
 def test_a_test_file_that_trains_is_marked_training(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     reasons = training_reasons(tree)
