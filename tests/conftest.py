@@ -103,6 +103,23 @@ def transferlab_executable() -> str:
     return str(Path(sys.executable).with_name("transferlab"))
 
 
+def write_template(path: Path, parameters: str, body: str) -> Path:
+    """A notebook at `path`: a `parameters` cell with `parameters`, then one cell of `body`."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
 def install_plugin_package(folder: Path, package: str, source: str, entry_points: str) -> Path:
     """An 'installed' package in `folder` (a sys.path / PYTHONPATH entry): module `package`
     with `source`, and a dist-info whose entry_points.txt is `entry_points`."""

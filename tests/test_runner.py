@@ -8,21 +8,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.conftest import write_template
 from transferlab import Registry
 
 
 def _template(path, body: str):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("run_id = None\nregistry_path = None\nanswer = 1")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
+    return write_template(path, "run_id = None\nregistry_path = None\nanswer = 1", body)
 
 
 @pytest.mark.training
@@ -176,18 +167,8 @@ def test_kernels_run_on_local_sockets_without_the_tcp_warning(tmp_path, capfd):
 
 def _sleeping_template(path: Path) -> Path:
     """Touches `started` once its cell runs, then sleeps (longer than any test waits)."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("run_id = None\nregistry_path = None\nstarted = None")
-    params.metadata["tags"] = ["parameters"]
     body = "import pathlib, time\npathlib.Path(started).touch()\ntime.sleep(300)"
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
+    return write_template(path, "run_id = None\nregistry_path = None\nstarted = None", body)
 
 
 @pytest.mark.training

@@ -10,10 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from tests.conftest import transferlab_executable
+from tests.conftest import transferlab_executable, write_template
 from transferlab import Registry
 from transferlab.sweeps import expand, load_sweep
 
@@ -38,9 +37,6 @@ def _write_yaml(path: Path, text: str) -> Path:
 
 def _gate_template(path: Path) -> Path:
     """A light template: each run waits until a gate file exists (at most 120 s)."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("run_id = None\nregistry_path = None\ngate = None\nseed = 0")
-    params.metadata["tags"] = ["parameters"]
     body = (
         "import pathlib, time\n"
         "deadline = time.time() + 120\n"
@@ -48,14 +44,7 @@ def _gate_template(path: Path) -> Path:
         "    time.sleep(0.2)\n"
         "print('seed', seed, 'done')"
     )
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
+    return write_template(path, "run_id = None\nregistry_path = None\ngate = None\nseed = 0", body)
 
 
 # -- the sweep file, checked before anything runs ------------------------------------------------

@@ -12,10 +12,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from tests.conftest import install_plugin_package, run_transferlab_with
+from tests.conftest import install_plugin_package, run_transferlab_with, write_template
 from transferlab import Registry
 from transferlab.registry.api import new_run_id
 from transferlab.sweeps import load_sweep, run_sweep
@@ -77,17 +76,9 @@ def plugin_path(tmp_path: Path) -> Path:
 
 def _light_template(path: Path) -> Path:
     """A template that only prints its seed."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("run_id = None\nregistry_path = None\nseed = 0")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("print('seed', seed, 'done')")]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
+    return write_template(
+        path, "run_id = None\nregistry_path = None\nseed = 0", "print('seed', seed, 'done')"
+    )
 
 
 # -- the table ----------------------------------------------------------------------------------
