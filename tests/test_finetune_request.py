@@ -73,3 +73,33 @@ def test_no_data_means_the_sample_data_and_other_names_are_ignored(tmp_path):
     assert config.registry == tmp_path / "r.duckdb" and config.method == "auto"
     given = finetune_config({**parameters, "data": "tickets.csv", "n_per_class": 8})
     assert given.data == "tickets.csv" and given.train is None and given.n_per_class == 8
+
+
+def test_the_sweep_reuse_fingerprint_needs_no_model(tmp_path, monkeypatch):
+    """A sweep's reuse check hashes the examples a run will train on from the data settings
+    alone: the base model is neither resolved nor read (here it does not exist anywhere, and
+    no registry is opened), and the result is the fingerprint of those exact splits."""
+    from transferlab.data import load_splits
+    from transferlab.sweeps.plan import finetune_data_fingerprint
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "tickets.csv"
+    rows = [
+        f"ticket {i} about {'billing' if i % 2 else 'login'},{'b' if i % 2 else 'l'}"
+        for i in range(40)
+    ]
+    data.write_text("text,label\n" + "\n".join(rows) + "\n")
+    request = {"data": str(data), "n_per_class": 5, "seed": 3, "base": "nobody/no-such-model"}
+    found = finetune_data_fingerprint(request)
+    assert found == finetune_data_fingerprint({**request, "base": "all-MiniLM-L6-v2"})
+    assert found != finetune_data_fingerprint({**request, "seed": 4})
+    defaults = _template_defaults()
+    expected = load_splits(
+        str(data),
+        test_fraction=defaults.get("test_fraction", FinetuneConfig.test_fraction),
+        validation_fraction=FinetuneConfig.validation_fraction,
+        n_per_class=5,
+        seed=3,
+    ).fingerprint()
+    assert found == expected
+    assert list(tmp_path.iterdir()) == [data], "nothing (no registry) was created"

@@ -7,7 +7,7 @@ import pytest
 from transferlab import Registry
 from transferlab.catalog.importers import import_local
 from transferlab.initialize import initialize
-from transferlab.widgets import ModelPicker
+from transferlab.widgets import ModelPicker, finetune_parameters
 
 pytestmark = [pytest.mark.real_model]
 
@@ -173,3 +173,17 @@ def test_run_finetune_from_the_picker_records_a_run_and_ends_the_progress(picker
     assert version["lineage"] == [version["version_id"], f"{TINY}:1"]
     assert "tiny-bert:1" in picker.details_html.value
     assert picker.details.results  # the run's scores per split
+
+
+def test_the_picker_resolves_its_request_as_the_run_does(picker_registry):
+    """The picker's parameters come from the one resolution the run uses: what `auto` derives
+    from the data (the scaled schedule) is left to the run, and every setting it spells out is
+    the value the run resolves."""
+    from transferlab.finetuning.config import resolve_config
+    from transferlab.parameters import finetune_config
+
+    params = finetune_parameters(picker_registry, "all-MiniLM-L6-v2:2", {"name": "tiny-resolved"})
+    resolved = resolve_config(finetune_config(params), picker_registry)
+    assert "epochs" not in params and resolved.setting_sources["epochs"].startswith("auto")
+    for key in ("lora_r", "learning_rate", "max_length", "batch_size", "target_modules"):
+        assert params[key] == getattr(resolved, key), key

@@ -219,6 +219,41 @@ def finetune_config(parameters: Mapping[str, Any], registry: Any = None) -> Any:
     return FinetuneConfig(**finetune_settings(parameters), registry=registry)
 
 
+# The settings a recommendation spells out (what resolve_config fills from the catalog).
+RECOMMENDED_SETTINGS = (
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "learning_rate",
+    "epochs",
+    "batch_size",
+    "max_length",
+)
+
+
+def recommended_parameters(request: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+    """finetune-template parameters for `request` (base, method, data, ...), with the settings
+    its resolution takes from the catalog spelled out, so a reader sees what the run will use.
+
+    Resolved once, by `resolve_config` (reads configs and data, no weights). Settings `auto`
+    derives from the data (the scaled schedule) or the chosen method ignores are left to the
+    run, which resolves them again from the data it is given."""
+    from transferlab.finetuning.config import resolve_config
+
+    resolved = resolve_config(finetune_config(request), registry)
+    parameters = {key: value for key, value in request.items() if value is not None}
+    for key in RECOMMENDED_SETTINGS:
+        value = getattr(resolved, key)
+        source = resolved.setting_sources.get(key, "")
+        left_to_the_run = source.startswith("auto") or source.startswith("not used")
+        if value is None or left_to_the_run:  # the run decides it again (or ignores it)
+            parameters.pop(key, None)
+        else:
+            parameters[key] = value
+    return parameters
+
+
 # -- paths --------------------------------------------------------------------------------------
 
 

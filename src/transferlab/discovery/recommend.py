@@ -9,19 +9,9 @@ from typing import Any
 
 from transferlab.discovery.config import DiscoveryConfig
 from transferlab.finetuning.methods import DEFAULT_METHOD, all_methods
+from transferlab.parameters import RECOMMENDED_SETTINGS, recommended_parameters
 from transferlab.registry import Registry
 
-# The settings a recommendation spells out (what resolve_config fills from the catalog).
-RECOMMENDED_SETTINGS = (
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "learning_rate",
-    "epochs",
-    "batch_size",
-    "max_length",
-)
 COMMAND_ORDER = (
     "base",
     "method",
@@ -53,44 +43,21 @@ def pick_method(finetune_block: dict[str, Any] | None) -> str:
 
 def recommend(registry: Registry, version_id: str, config: DiscoveryConfig) -> dict[str, Any]:
     """finetune-template parameters: base, method, the resolved settings, and the data."""
-    from transferlab.finetuning.config import resolve_config
-    from transferlab.parameters import finetune_config
-
     model = registry.get_model(registry.resolve(version_id).model_name)
-    method = pick_method(model.get("finetune"))
-    request = {
-        "base": version_id,
-        "data": config.data,
-        "train": config.train,
-        "test": config.test,
-        "text_column": config.text_column,
-        "label_column": config.label_column,
-        "method": method,
-        "target_modules": "auto",
-    }
-    resolved = resolve_config(finetune_config(request), registry)
-    parameters: dict[str, Any] = {"base": version_id, "method": method}
-    for key in RECOMMENDED_SETTINGS:
-        value = getattr(resolved, key)
-        if value is not None and not _left_to_the_run(resolved.setting_sources.get(key, "")):
-            parameters[key] = value
+    request: dict[str, Any] = {"base": version_id, "method": pick_method(model.get("finetune"))}
     for key in ("data", "train", "test"):
         value = getattr(config, key)
         if isinstance(value, str | os.PathLike):  # a DataFrame cannot travel as a parameter
-            parameters[key] = os.fspath(value)
+            request[key] = os.fspath(value)
     if config.text_column != "text":
-        parameters["text_column"] = config.text_column
+        request["text_column"] = config.text_column
     if config.label_column != "label":
-        parameters["label_column"] = config.label_column
-    parameters["seed"] = config.seed
-    return parameters
-
-
-def _left_to_the_run(source: str) -> bool:
-    """Settings `auto` derives from the data (the scaled epochs) or the chosen method ignores
-    are not spelled out: the fine-tune resolves them from the data it is given, which may be
-    more (or other) than the examples discovery scored."""
-    return source.startswith("auto") or source.startswith("not used")
+        request["label_column"] = config.label_column
+    request["seed"] = config.seed
+    # DataFrames are scored here but cannot be parameters: resolve with them all the same
+    frames = {k: getattr(config, k) for k in ("data", "train", "test") if k not in request}
+    parameters = recommended_parameters({**request, **frames, "target_modules": "auto"}, registry)
+    return {k: v for k, v in parameters.items() if k not in frames}
 
 
 def _cli_value(value: Any) -> str:

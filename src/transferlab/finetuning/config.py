@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from transferlab.data import LabelledData, Source, dataset_name
+from transferlab.data import DataSplits, LabelledData, Source, dataset_name, load_splits
 from transferlab.errors import TransferlabError
 from transferlab.finetuning import trackers
 from transferlab.finetuning.base import (
@@ -288,25 +288,32 @@ def resolve_config(
     return resolved
 
 
+def requested_splits(config: FinetuneConfig) -> DataSplits:
+    """The splits a run of `config` trains and evaluates on, drawn from the request's data
+    settings alone (no model is resolved or loaded): the same examples `run.load_data` gives
+    the resolved run, so their fingerprint is the one the run will record."""
+    train, validation, test = _check_data_sources(config)
+    _check_numbers(config)
+    return load_splits(
+        train,
+        validation=validation,
+        test=test,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        label_names=list(config.label_names) if config.label_names else None,
+        test_fraction=0.0 if test is not None else config.test_fraction,
+        validation_fraction=0.0 if validation is not None else config.validation_fraction,
+        n_per_class=config.n_per_class,
+        n_train=config.n_train,
+        seed=int(config.seed),
+    )
+
+
 def _choose_method(config: FinetuneConfig, base: BaseModel) -> Choice:
     """`method: auto` -> the concrete method and settings (`methods.auto.choose`), from the
     training examples per class of the sample this run will draw (the data is read here; no
     weights are loaded)."""
-    from transferlab.data import load_splits
-
-    splits = load_splits(
-        config.train if config.train is not None else config.data,
-        validation=config.validation,
-        test=config.test,
-        text_column=config.text_column,
-        label_column=config.label_column,
-        label_names=config.label_names,
-        test_fraction=0.0 if config.test is not None else config.test_fraction,
-        validation_fraction=0.0 if config.validation is not None else config.validation_fraction,
-        n_per_class=config.n_per_class,
-        n_train=config.n_train,
-        seed=config.seed,
-    )
+    splits = requested_splits(config)
     counts = auto.count_per_class(splits.train.labels, splits.label_names)
     available = auto.FINETUNE in method_names()
     blocked = _finetune_blocked(config, base) if available else None

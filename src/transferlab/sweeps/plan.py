@@ -100,9 +100,7 @@ def succeeded_runs(registry: Registry, template: str) -> dict[str, list[dict]]:
     return grouped
 
 
-def reusable_run(
-    run: PlannedRun, registry: Registry, candidates: dict[str, list[dict]]
-) -> str | None:
+def reusable_run(run: PlannedRun, candidates: dict[str, list[dict]]) -> str | None:
     """The id of a succeeded run this planned run can take instead of running, or None."""
     earlier = candidates.get(canonical(run.parameters))
     if not earlier:
@@ -110,7 +108,7 @@ def reusable_run(
     if run.template != "finetune":
         return earlier[0]["run_id"]
     try:
-        fingerprint = finetune_data_fingerprint(run.parameters, registry)
+        fingerprint = finetune_data_fingerprint(run.parameters)
     except TransferlabError:
         return None  # the run would fail on its data: run it, and let it say why
     for row in earlier:
@@ -119,18 +117,16 @@ def reusable_run(
     return None
 
 
-def finetune_data_fingerprint(parameters: dict[str, Any], registry: Registry) -> str:
+def finetune_data_fingerprint(parameters: dict[str, Any]) -> str:
     """The data fingerprint a finetune-template run with these parameters will record.
 
-    Builds the config as the template's first cell does and loads the data with the code the
-    run itself uses (resolution, splitting, few-shot sampling); reads no weights.
+    Built from the request's data settings alone, with the code the run itself uses
+    (`requested_splits`: sources, splitting, few-shot sampling); no model is resolved or read.
     """
-    from transferlab.finetuning.config import FinetuneConfig, resolve_config
-    from transferlab.finetuning.run import load_data
+    from transferlab.finetuning.config import FinetuneConfig, requested_splits
     from transferlab.parameters import finetune_settings, signature
     from transferlab.runner import template_path
 
     defaults = signature(template_path("finetune")).defaults
     settings = finetune_settings({**defaults, **parameters})
-    config = FinetuneConfig(**settings, registry=registry.path)
-    return load_data(resolve_config(config, registry)).fingerprint()
+    return requested_splits(FinetuneConfig(**settings)).fingerprint()

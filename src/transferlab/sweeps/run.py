@@ -107,7 +107,7 @@ def plan_sweep(
     if rerun:
         return [(run, None) for run in planned]
     candidates = succeeded_runs(registry, spec.template)
-    return [(run, reusable_run(run, registry, candidates)) for run in planned]
+    return [(run, reusable_run(run, candidates)) for run in planned]
 
 
 def run_sweep(

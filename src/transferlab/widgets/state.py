@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from transferlab.errors import TransferlabError
-from transferlab.finetuning.methods import DEFAULT_METHOD, all_methods
+from transferlab.finetuning.methods import DEFAULT_METHOD
 from transferlab.registry import Registry
 from transferlab.search import (
     SearchFilters,
@@ -21,12 +21,6 @@ from transferlab.search import (
 )
 
 ANY = "any"
-
-
-def _not_template_keys() -> set[str]:
-    """Catalog `finetune` keys that are not template parameters of the same name: the listed
-    methods and each method's learning-rate key (other than `learning_rate` itself)."""
-    return {"methods", *(m.catalog_learning_rate_key for m in all_methods())} - {"learning_rate"}
 
 
 @dataclass
@@ -137,32 +131,25 @@ def finetune_parameters(
     extra: dict[str, Any] | None = None,
     method: str = DEFAULT_METHOD,
 ) -> dict[str, Any]:
-    """Parameters of the finetune template: the base version plus its recommended settings.
-
-    `extra` (data, max_steps, name, ...) wins over the catalog's recommendations. Only names the
-    template knows are kept, so the result passes `run_template('finetune', ...)` as it is.
+    """Parameters of the finetune template: the base version, the method, `extra` (data,
+    max_steps, name, ...) and the settings the run takes from the catalog, resolved once the
+    way the run resolves them (`parameters.recommended_parameters`), so what the picker shows is
+    what the run uses. A base whose weights are not on this machine (a hub reference) is not
+    resolved here: its settings are left to the run, which resolves them the same way.
     """
-    from transferlab.finetuning.config import CATALOG_LEARNING_RATE_KEYS
-    from transferlab.runner import check_parameters, template_parameters, template_path
+    from transferlab.models import sources
+    from transferlab.parameters import recommended_parameters
+    from transferlab.runner import check_parameters, template_path
 
     version = registry.resolve(version_ref)
-    block = registry.get_model(version.model_name).get("finetune") or {}
-    methods = block.get("methods")
+    methods = (registry.get_model(version.model_name).get("finetune") or {}).get("methods")
     if methods and method not in methods and method != "auto":  # auto resolves to one later
         raise TransferlabError(
             f"{version.model_name} does not recommend method {method!r}.",
             f"Its catalog entry lists: {', '.join(methods)}.",
         )
-    path = template_path("finetune")
-    known = template_parameters(path)
-    params: dict[str, Any] = {"base": version.version_id, "method": method}
-    for key, value in block.items():
-        if key in _not_template_keys() or key not in known or value is None:
-            continue
-        params[key] = value
-    rate = block.get(CATALOG_LEARNING_RATE_KEYS.get(method, "learning_rate"))
-    if rate is not None:
-        params["learning_rate"] = rate
-    params.update(extra or {})
-    check_parameters(path, params)
-    return params
+    request: dict[str, Any] = {"base": version.version_id, "method": method, **(extra or {})}
+    check_parameters(template_path("finetune"), request)
+    if not sources.source_from_uri(version.uri, version.ref).is_local:
+        return request
+    return recommended_parameters(request, registry)
