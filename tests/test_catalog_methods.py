@@ -31,6 +31,6 @@ def test_a_catalog_listing_an_unknown_method_is_refused(tmp_path, run_cli):
     path = tmp_path / "reg.duckdb"
     code, _, err = run_cli("init", "--catalog", catalog, "--registry", path, "--no-profile")
     assert code == 2
-    assert f"{catalog} line 6 (entry 'bad')" in err and "['adapters']" in err
-    assert "Known methods: auto, lora" in err
+    assert f"{catalog}:11: entry bad: key finetune.methods: unknown method(s) ['adapters']" in err
+    assert "known methods: auto, lora" in err
     assert Registry(path).model_names() == []

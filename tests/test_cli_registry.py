@@ -216,7 +216,7 @@ def test_malformed_catalog_entry_names_file_and_line(tmp_path, run_cli):
     path = tmp_path / "reg.duckdb"
     code, _, err = run_cli("init", "--catalog", catalog, "--registry", path, "--no-profile")
     assert code == 2
-    assert f"{catalog} line 6 (entry 'bad')" in err and "'parameters' must be int" in err
+    assert f"{catalog}:10: entry bad: key parameters: must be a whole number (int)" in err
     assert Registry(path).model_names() == []
 
 

@@ -77,12 +77,13 @@ def import_local(
     *,
     task: str | None = None,
     license: str | None = None,
+    metadata: dict | None = None,
 ) -> VersionRecord:
     """Inspect a Hugging Face model folder, check its weights, profile it, then register it.
 
     Nothing is written until every check has passed and the profile is measured: a failed
     import leaves the registry unchanged. `task` overrides the detected task; `license`
-    fills in a licence the model card does not give.
+    fills in a licence the model card does not give; `metadata` goes to the new version.
     """
     record = inspect_local_model(directory, name=name)
     _apply_overrides(record, task, license)
@@ -91,8 +92,8 @@ def import_local(
     measured, skipped = None, None
     if profile:
         measured, skipped = profile_for_import(folder)
-    metadata = {"not_profiled": skipped} if skipped else None
-    version = register_local_folder(registry, record, folder, metadata, measured)
+    metadata = {**(metadata or {}), **({"not_profiled": skipped} if skipped else {})}
+    version = register_local_folder(registry, record, folder, metadata or None, measured)
     sync_embeddings(registry)
     return version
 

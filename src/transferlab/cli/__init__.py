@@ -17,6 +17,7 @@ from transferlab.errors import TransferlabError
 
 def build_parser() -> argparse.ArgumentParser:
     from transferlab.cli import (
+        catalog_commands,
         method_commands,
         model_commands,
         promotion_commands,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     method_commands.add_commands(commands, common)
     promotion_commands.add_commands(commands, common)
     sweep_commands.add_commands(commands, common)
+    catalog_commands.add_commands(commands, common)
     return parser
 
 

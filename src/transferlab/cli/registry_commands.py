@@ -188,10 +188,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         emit_json(rows)
         return 0
     for row in rows:
-        row["move"] = f"{row['from_version'] or '-'} -> {row['to_version'] or '-'}"
+        moved = row["from_version"] or row["to_version"]  # catalog changes move no version
+        row["move"] = f"{row['from_version'] or '-'} -> {row['to_version'] or '-'}" if moved else ""
         row["forced"] = "FORCED" if row["forced"] else ""
     columns = ["occurred_at", "actor", "action", "model_name", "alias", "move", "reason", "forced"]
-    print(format_table(rows, columns) if rows else "no alias moves recorded")
+    print(format_table(rows, columns) if rows else "nothing recorded in the audit log")
     return 0
 
 
@@ -276,7 +277,9 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     alias_list = alias_commands.add_parser("list", parents=[common], help="list aliases")
     alias_list.add_argument("model", nargs="?")
 
-    history = command("history", cmd_history, "the audit log of alias moves and promotions")
+    history = command(
+        "history", cmd_history, "the audit log: alias moves, promotions, catalog syncs"
+    )
     history.add_argument("model", nargs="?")
 
     runs = command("runs", cmd_runs, "recorded runs, newest first")

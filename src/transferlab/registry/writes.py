@@ -1,6 +1,7 @@
 """Writes that span several tables, each in one transaction, for Registry (api.py): an
-import (the model if new, its version and its profile), the seed catalog, and a fine-tune's
-outcome (the base if new, the derived model, its version and its results).
+import (the model if new, its version and its profile), the seed catalog, a catalog sync (the
+catalog's models and their audit-log entries), and a fine-tune's outcome (the base if new, the
+derived model, its version and its results).
 
 A write that fails anywhere (a name clash found inside the transaction, a bad record, a
 failed insert) leaves the registry exactly as it was.
@@ -89,6 +90,8 @@ def _insert_profile(
 
 
 class WritesMixin:
+    actor: str
+
     if TYPE_CHECKING:
 
         def transaction(self) -> AbstractContextManager: ...
@@ -140,18 +143,49 @@ class WritesMixin:
         `uri_for(record)` (when it has one), all or nothing. The upsert counts, plus
         `versions`: the models given a version."""
         with self.transaction() as con:
-            counts = self.upsert_models(records, origin="catalog", con=con)
-            new_versions = []
-            for record in records:
-                uri = uri_for(record)
-                has_version = con.execute(
-                    "SELECT 1 FROM model_versions WHERE model_name = ?", [record.name]
-                ).fetchall()
-                if uri and not has_version:
-                    self.add_version(
-                        record.name, "base", uri, metadata={"origin": "catalog"}, con=con
-                    )
-                    new_versions.append(record.name)
+            return self._write_catalog(con, records, uri_for)
+
+    def sync_catalog(
+        self,
+        records: Sequence[ModelRecord],
+        uri_for: Callable[[ModelRecord], str | None],
+        events: Sequence[dict[str, Any]],
+    ) -> dict:
+        """A catalog sync's metadata, all or nothing: the records written as `load_catalog`
+        writes them, and one audit-log entry per event (`action`, `model_name`, `reason`,
+        `details`) naming this registry's actor."""
+        with self.transaction() as con:
+            counts = self._write_catalog(con, records, uri_for)
+            for event in events:
+                con.execute(
+                    "INSERT INTO audit_log (actor, action, model_name, reason, details) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        self.actor,
+                        event["action"],
+                        event["model_name"],
+                        event.get("reason"),
+                        json.dumps(event.get("details") or {}, sort_keys=True, default=str),
+                    ],
+                )
+        return counts
+
+    def _write_catalog(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        records: Sequence[ModelRecord],
+        uri_for: Callable[[ModelRecord], str | None],
+    ) -> dict:
+        counts = self.upsert_models(records, origin="catalog", con=con)
+        new_versions = []
+        for record in records:
+            uri = uri_for(record)
+            has_version = con.execute(
+                "SELECT 1 FROM model_versions WHERE model_name = ?", [record.name]
+            ).fetchall()
+            if uri and not has_version:
+                self.add_version(record.name, "base", uri, metadata={"origin": "catalog"}, con=con)
+                new_versions.append(record.name)
         counts["versions"] = new_versions
         return counts
 
