@@ -44,6 +44,8 @@ class RegistryBackend(ABC):
     location: str
     #: the registry's file, for a backend that keeps it in one; None for a server
     path: Path | None = None
+    #: the SQL fragments this backend's engine writes its own way (registry/dialect.py)
+    dialect: Dialect
 
     @classmethod
     @abstractmethod
@@ -78,10 +80,16 @@ class RegistryBackend(ABC):
         """Whether this process may write the registry."""
         return True
 
-    def default_models_dir(self) -> Path:
-        """Where model weights go unless --models-dir / TRANSFERLAB_MODELS say otherwise."""
-        base = self.path.parent if self.path is not None else Path.cwd()
-        return base / "models"
+    @property
+    def display_location(self) -> str:
+        """The location as messages show it (a server backend hides any password)."""
+        return str(self.path) if self.path is not None else self.location
+
+    def default_models_dir(self) -> Path | None:
+        """Where model weights go unless --models-dir / TRANSFERLAB_MODELS say otherwise: a
+        `models` folder beside the registry's file. None for a registry with no file (a
+        server): its weights need one of those two settings."""
+        return self.path.parent / "models" if self.path is not None else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -165,9 +173,12 @@ def open_backend(
 MODELS_VARIABLE = "TRANSFERLAB_MODELS"
 
 
-def resolve_models_dir(explicit: str | os.PathLike[str] | None, backend: RegistryBackend) -> Path:
+def resolve_models_dir(
+    explicit: str | os.PathLike[str] | None, backend: RegistryBackend
+) -> Path | None:
     """Where model weights are written: an explicit folder (--models-dir) wins, then
-    TRANSFERLAB_MODELS, then the backend's default (a `models` folder beside the registry)."""
+    TRANSFERLAB_MODELS, then the backend's default (a `models` folder beside the registry
+    file; None for a registry on a server)."""
     chosen = explicit or os.environ.get(MODELS_VARIABLE, "").strip()
     if chosen:
         return Path(chosen).expanduser().resolve()
