@@ -2,14 +2,17 @@
 
 Modelled on MLflow's tracking stores: a location is a plain path or a URI, and its scheme
 picks the backend. A plain path and `duckdb:///abs/path` open the built-in DuckDB backend
-(registry/duckdb_backend.py). Other packages add schemes through the entry-point group
-`transferlab.registry_backends` (`postgresql = my_package.pg:PostgresBackend`), read on a
-look-up of a scheme that is not built in. A scheme such as `postgresql+psycopg` falls back to
-the backend of `postgresql`.
+(registry/duckdb_backend.py); `postgresql://user@host:port/db` (or `postgres://`) the built-in
+PostgreSQL backend (registry/postgres_backend.py, which needs psycopg: the `postgres` extra).
+Other packages add schemes through the entry-point group `transferlab.registry_backends`
+(`labdb = my_package.lab:LabBackend`), read on a look-up of a scheme that is not built in. A
+scheme such as `postgresql+psycopg` falls back to the backend of `postgresql`.
 
 A backend owns the connection to the store: opening it, bringing its schema up to date, the
 transaction, and what its connections may run. The SQL of the registry's operations lives in
-the Registry methods (registry/*.py); no connection leaves the registry package.
+the Registry methods (registry/*.py), written once for every backend; the few fragments
+engines write differently come from the backend's `dialect` (registry/dialect.py). No
+connection leaves the registry package.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from transferlab.errors import RegistryError
+
+if TYPE_CHECKING:
+    from transferlab.registry.dialect import Dialect
 
 ENTRY_POINT_GROUP = "transferlab.registry_backends"
 REGISTRY_VARIABLE = "TRANSFERLAB_REGISTRY"
 DEFAULT_REGISTRY_NAME = "registry.duckdb"
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
-# Schemes handled in this package (the DuckDB backend is imported on first use).
-_BUILT_IN = {"duckdb": "transferlab.registry.duckdb_backend:DuckDBBackend"}
+# Schemes handled in this package (each backend is imported on first use).
+_BUILT_IN = {
+    "duckdb": "transferlab.registry.duckdb_backend:DuckDBBackend",
+    "postgresql": "transferlab.registry.postgres_backend:PostgresBackend",
+    "postgres": "transferlab.registry.postgres_backend:PostgresBackend",
+}
 
 
 class RegistryBackend(ABC):
