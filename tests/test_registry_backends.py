@@ -5,8 +5,10 @@ subclass and stay DuckDB-only; PostgreSQL's own behaviour is in test_registry_po
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,13 @@ def test_an_unknown_scheme_is_refused_naming_the_known_ones_and_nothing_is_creat
     assert list(tmp_path.iterdir()) == []
 
 
+# The PostgreSQL locations below are parsed (by psycopg's libpq) but never reached.
+needs_psycopg = pytest.mark.skipif(
+    importlib.util.find_spec("psycopg") is None, reason="psycopg is not installed"
+)
+
+
+@needs_psycopg
 @pytest.mark.parametrize(
     "location",
     [
@@ -110,6 +119,16 @@ def test_a_postgresql_url_opens_the_postgres_backend_without_connecting(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_postgresql_location_without_psycopg_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    with pytest.raises(RegistryError) as caught:
+        Registry("postgresql://lab:secret@db.example/registry")
+    assert "needs the PostgreSQL driver psycopg" in caught.value.problem
+    assert "secret" not in caught.value.problem
+    assert "pip install -e '.[postgres]'" in caught.value.fix
+
+
+@needs_psycopg
 def test_a_password_in_a_postgresql_url_is_never_shown(monkeypatch):
     location = "postgresql://lab:s3cret@db.example/registry?password=other&sslmode=require"
     registry = Registry(location)
@@ -120,6 +139,7 @@ def test_a_password_in_a_postgresql_url_is_never_shown(monkeypatch):
     )
 
 
+@needs_psycopg
 def test_a_postgresql_url_without_a_database_is_refused():
     with pytest.raises(RegistryError) as caught:
         Registry("postgresql://lab@db.example:5432")
@@ -127,6 +147,7 @@ def test_a_postgresql_url_without_a_database_is_refused():
     assert "postgresql://USER@HOST:PORT/DATABASE" in caught.value.fix
 
 
+@needs_psycopg
 def test_a_registry_on_a_server_needs_a_models_folder(monkeypatch, tmp_path):
     """No folder lies beside a server registry: weights go where --models-dir or
     TRANSFERLAB_MODELS say, and nowhere by default (not into the current folder)."""
