@@ -359,6 +359,24 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_its_parents_alone(
 
 
 @postgres
+def test_a_kept_connection_left_inside_a_transaction_is_not_reused(postgres_location):
+    """An operation cut short where it could not roll back (a signal during COMMIT) leaves its
+    connection in a transaction; the next operation must not run inside it."""
+    from transferlab.registry import postgres_connection
+
+    registry = Registry(postgres_location)
+    registry.upsert_models([_model("a")])
+    kept = postgres_connection._slots.held[registry.backend.place.key]
+    kept.raw.execute("BEGIN")
+    kept.raw.execute(
+        "INSERT INTO models (name, source, source_ref, task) VALUES ('ghost', 'hf', 'x', 't')"
+    )
+    registry.upsert_models([_model("b")])
+    assert kept.raw.closed  # dropped, with its uncommitted row
+    assert registry.model_names() == ["a", "b"]
+
+
+@postgres
 def test_threads_each_use_their_own_connection(postgres_location):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -201,6 +201,13 @@ class PostgresConnection:
     def usable(self) -> bool:
         return not (self.raw.closed or self.raw.broken)
 
+    def idle(self) -> bool:
+        """Usable and outside any transaction (an interrupted operation can leave one open;
+        such a connection is not reused)."""
+        from psycopg import pq
+
+        return self.usable() and self.raw.info.transaction_status == pq.TransactionStatus.IDLE
+
 
 class _Slots(threading.local):
     def __init__(self) -> None:
@@ -282,13 +289,15 @@ def _opened(place: PostgresLocation, read_only: bool, timeout_s: float) -> Postg
     server has since closed (a restart, an idle timeout) is replaced once."""
     psycopg = psycopg_module()
     kept = _slots.held.get(place.key)
-    if kept is not None and kept.usable():
+    if kept is not None and kept.idle():
         try:
             _begin(kept, read_only, timeout_s)
             return kept
         except psycopg.OperationalError:
-            with suppress(Exception):
-                kept.raw.close()
+            pass
+    if kept is not None:
+        with suppress(Exception):
+            kept.raw.close()
     con = PostgresConnection(connect(place), place)
     _slots.held[place.key] = con
     _begin(con, read_only, timeout_s)

@@ -121,6 +121,8 @@ class PostgresDialect(Dialect):
         )
         staged = ["text" if types[c] in ("json", "jsonb") else types[c] for c in columns]
         integral = [t in ("smallint", "integer", "bigint") for t in staged]
+        # A list of floats for a bytea column is an embedding: 384 little-endian float32.
+        vectors = [t == "bytea" for t in staged]
         stage = f"incoming_{table}"
         con.execute(
             f"CREATE TEMPORARY TABLE {stage} ("
@@ -131,7 +133,14 @@ class PostgresDialect(Dialect):
         with con.raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
             copy.set_types(staged)
             for row in frame.itertuples(index=False, name=None):
-                copy.write_row([_plain(v, whole) for v, whole in zip(row, integral, strict=True)])
+                copy.write_row(
+                    [
+                        postgres_vectors.to_bytes(v)
+                        if vector and v is not None
+                        else _plain(v, whole)
+                        for v, whole, vector in zip(row, integral, vectors, strict=True)
+                    ]
+                )
         selected = ", ".join(
             f"{c}::{types[c]}" if types[c] in ("json", "jsonb") else c for c in columns
         )
