@@ -2,6 +2,15 @@
 
     .venv/bin/python benchmarks/registry_bench.py [--models 100000] [--results 1000000]
         [--repeats 50] [--out benchmarks/results/registry_bench.json]
+        [--registry-location postgresql://USER@HOST:PORT/EMPTY_DB]
+
+With --registry-location, the same figures are measured on that PostgreSQL registry too (an
+empty database, filled with the same data from the same seed), printed side by side with the
+DuckDB file's and written to the JSON under "postgresql" (the DuckDB report stays at the top
+level). On PostgreSQL the bulk path is the dialect's insert_rows (binary COPY into a staging
+table + INSERT ... SELECT), the baselines are the same SQL on one long-lived psycopg connection,
+and semantic search has no SQL baseline (no cosine without an extension): its rows are checked
+against DuckDB's instead.
 
 Fills a fresh registry in a temporary folder, then times the public read path
 (`search_models`, `Registry.leaderboard`, `Registry.query`: the file is attached to the
@@ -26,7 +35,8 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,11 +52,15 @@ from transferlab.search import SearchFilters, search_models
 
 T = TypeVar("T")
 Columns = dict[str, list[Any]]
-Baseline = Callable[[duckdb.DuckDBPyConnection], list[tuple]]
+Baseline = Callable[[Any], list[tuple]]  # on a long-lived duckdb or psycopg connection
 
 FILTERED_AIM_MS = 20.0
 SEMANTIC_AIM_MS = 200.0
 BULK_PATH = "bulk: registry.transaction() + INSERT ... SELECT from an Arrow table"
+BULK_PATH_POSTGRES = (
+    "bulk: registry.transaction() + dialect.insert_rows (binary COPY into a staging table + "
+    "INSERT ... SELECT)"
+)
 
 TASKS = (
     ("feature-extraction", 0.20),
@@ -405,6 +419,10 @@ def embeddings_table(rng: np.random.Generator, names: list[str]) -> pa.Table:
 # -- bulk load -----------------------------------------------------------------------------
 
 
+def is_duckdb(registry: Registry) -> bool:
+    return registry.path is not None
+
+
 def bulk_insert(registry: Registry, table_name: str, data: pa.Table) -> dict[str, Any]:
     """INSERT ... SELECT from an Arrow table on the Registry's connection, in one transaction.
 
@@ -418,13 +436,18 @@ def bulk_insert(registry: Registry, table_name: str, data: pa.Table) -> dict[str
             con.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM incoming_rows")
             con.unregister("incoming_rows")  # not in a `finally`: it would mask a failed INSERT
 
-    _, seconds = timed(load)
+    def load_postgres() -> None:
+        frame = data.to_pandas()
+        with registry.transaction() as con:
+            registry.backend.dialect.insert_rows(con, table_name, frame)
+
+    _, seconds = timed(load if is_duckdb(registry) else load_postgres)
     return {
         "table": table_name,
         "rows": data.num_rows,
         "seconds": round(seconds, 3),
         "rows_per_s": round(data.num_rows / seconds),
-        "path": BULK_PATH,
+        "path": BULK_PATH if is_duckdb(registry) else BULK_PATH_POSTGRES,
     }
 
 
@@ -444,7 +467,14 @@ def fill_registry(registry: Registry, models: int, results: int, seed: int) -> d
     loads = [bulk_insert(registry, name, data) for name, data in tables]
     result_rows = results_table(rng, results, runs.column("run_id").to_pylist(), version_ids)
     loads.append(bulk_insert(registry, "results", result_rows))
-    return {"generate_models_s": round(gen_s, 3), "tables": loads}
+    filled = {"generate_models_s": round(gen_s, 3), "tables": loads}
+    if not is_duckdb(registry):
+        # Planner statistics for the freshly loaded tables, as autovacuum would gather within
+        # a minute: without them the leaderboard's join was planned 6x slower in one run.
+        with baseline_connection(registry) as con:
+            _, seconds = timed(lambda: con.execute("ANALYZE"))
+        filled["analyze_s"] = round(seconds, 3)
+    return filled
 
 
 # -- cases ---------------------------------------------------------------------------------
@@ -486,7 +516,7 @@ class Case:
         }
 
 
-def raw_where(filters: SearchFilters) -> tuple[str, list[Any]]:
+def raw_where(filters: SearchFilters, dialect: Any = None) -> tuple[str, list[Any]]:
     """The WHERE clause written out by hand (checked against search_models' rows)."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -507,19 +537,22 @@ def raw_where(filters: SearchFilters) -> tuple[str, list[Any]]:
         clauses.append("m.source = ?")
         params.append(filters.source)
     for tag in filters.tags:
-        clauses.append("list_contains(m.tags, ?)")
+        # list_contains(m.tags, ?) on DuckDB, (? = ANY(m.tags)) on PostgreSQL
+        clauses.append(
+            dialect.list_contains("m.tags", "?") if dialect else "list_contains(m.tags, ?)"
+        )
         params.append(tag)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def count_sql(filters: SearchFilters, semantic: bool) -> tuple[str, list[Any]]:
-    where, params = raw_where(filters)
+def count_sql(filters: SearchFilters, semantic: bool, dialect: Any = None) -> tuple[str, list[Any]]:
+    where, params = raw_where(filters, dialect)
     join = " JOIN model_embeddings e USING (name)" if semantic else ""
     return f"SELECT count(*) FROM models m{join}{where}", params
 
 
-def filtered_sql(filters: SearchFilters) -> tuple[str, list[Any]]:
-    where, params = raw_where(filters)
+def filtered_sql(filters: SearchFilters, dialect: Any = None) -> tuple[str, list[Any]]:
+    where, params = raw_where(filters, dialect)
     sql = f"SELECT {SEARCH_COLUMNS}, NULL AS score FROM models m{where} ORDER BY m.name LIMIT ?"
     return sql, [*params, filters.limit]
 
@@ -544,14 +577,12 @@ def each_call(fn: Callable[[T], list], values: Sequence[T]) -> Callable[[], list
     return lambda: fn(next(cycle))
 
 
-def each_call_on(
-    fn: Callable[[duckdb.DuckDBPyConnection, T], list], values: Sequence[T]
-) -> Baseline:
+def each_call_on(fn: Callable[[Any, T], list], values: Sequence[T]) -> Baseline:
     cycle = itertools.cycle(values)
     return lambda con: fn(con, next(cycle))
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, statement: tuple[str, list[Any]]) -> list[tuple]:
+def run_sql(con: Any, statement: tuple[str, list[Any]]) -> list[tuple]:
     return con.execute(*statement).fetchall()
 
 
@@ -590,8 +621,9 @@ def with_query(filters: SearchFilters, query: str) -> SearchFilters:
 
 def filtered_cases(registry: Registry) -> list[Case]:
     cases = []
+    dialect = registry.backend.dialect
     for label, filters in FILTERED:
-        sql, params = filtered_sql(filters)
+        sql, params = filtered_sql(filters, dialect)
         cases.append(
             Case(
                 name=f"filtered: {label}",
@@ -599,7 +631,7 @@ def filtered_cases(registry: Registry) -> list[Case]:
                 public=lambda f=filters: search_models(registry, f),
                 baseline=raw_rows(sql, params),
                 note="search_models(registry, SearchFilters(...)), limit 20",
-                count_sql=count_sql(filters, semantic=False),
+                count_sql=count_sql(filters, False, dialect),
                 reference=raw_rows(sql, params),
             )
         )
@@ -615,6 +647,8 @@ def semantic_cases(registry: Registry, vectors: dict[str, list[float]]) -> list[
             note="embed_texts([query]), model already loaded",
         )
     ]
+    if not is_duckdb(registry):
+        return cases + semantic_cases_postgres(registry, vectors)
     for label, filters in SEMANTIC:
         queries = [with_query(filters, q) for q in SEMANTIC_QUERIES]
         statements = [semantic_sql(filters, vectors[q]) for q in SEMANTIC_QUERIES]
@@ -644,7 +678,56 @@ def semantic_cases(registry: Registry, vectors: dict[str, list[float]]) -> list[
     return cases
 
 
-def embedded_raw_search(con: duckdb.DuckDBPyConnection, filters: SearchFilters) -> list[tuple]:
+def semantic_cases_postgres(registry: Registry, vectors: dict[str, list[float]]) -> list[Case]:
+    """The semantic cases on PostgreSQL: no SQL baseline (no cosine without an extension);
+    the rows are compared with DuckDB's (same data, same seed) after both ran. Plus the cost of
+    reloading the cached embeddings after a change."""
+    from transferlab.registry import postgres_vectors
+
+    dialect = registry.backend.dialect
+    cases = []
+    for label, filters in SEMANTIC:
+        queries = [with_query(filters, q) for q in SEMANTIC_QUERIES]
+        cases.append(
+            Case(
+                name=f"semantic top-10: {label}",
+                group="semantic",
+                public=each_call(lambda f: search_models(registry, f), queries),
+                note="search_models with a query: embedding + numpy over the cached matrix",
+                count_sql=count_sql(filters, True, dialect),
+            )
+        )
+        cases.append(
+            Case(
+                name=f"semantic SQL only: {label}",
+                group="semantic-sql",
+                public=each_call(
+                    lambda q, f=filters: registry.search_rows(f, f.limit, vectors[q]),
+                    SEMANTIC_QUERIES,
+                ),
+                note="precomputed vector: Registry.search_rows (cached matrix, numpy top-k, "
+                "join of the winners on the server)",
+                count_sql=count_sql(filters, True, dialect),
+            )
+        )
+    first = SEMANTIC_QUERIES[0]
+
+    def reload_then_search() -> list:
+        postgres_vectors.forget(registry.backend.place.key)
+        return registry.search_rows(SearchFilters(limit=10), 10, vectors[first])
+
+    cases.append(
+        Case(
+            name="semantic after a change: cache reload + top-10",
+            group="semantic-reload",
+            public=reload_then_search,
+            note="the first search after model_embeddings changed: the whole table read again",
+        )
+    )
+    return cases
+
+
+def embedded_raw_search(con: Any, filters: SearchFilters) -> list[tuple]:
     assert filters.query is not None
     (vector,) = embed_texts([filters.query])
     return con.execute(*semantic_sql(filters, vector)).fetchall()
@@ -716,6 +799,9 @@ def thread_probe(path: Path, vectors: dict[str, list[float]], calls: int) -> dic
 
 
 def overhead_cases(registry: Registry) -> list[Case]:
+    if not is_duckdb(registry):
+        return overhead_cases_postgres(registry)
+
     def bare_open_close() -> list:
         duckdb.connect(str(registry.path)).close()
         return []
@@ -740,26 +826,75 @@ def overhead_cases(registry: Registry) -> list[Case]:
     ]
 
 
+def overhead_cases_postgres(registry: Registry) -> list[Case]:
+    from transferlab.registry.postgres_connection import connect
+
+    def bare_open_close() -> list:
+        connect(registry.backend.place).close()
+        return []
+
+    def registry_open_close() -> list:
+        with registry.connect():
+            return []
+
+    return [
+        Case(
+            name="open/close only: Registry.connect()",
+            group="overhead",
+            public=registry_open_close,
+            note="BEGIN + advisory write lock + COMMIT on this thread's kept connection",
+        ),
+        Case(
+            name="open/close only: bare psycopg.connect",
+            group="overhead",
+            public=bare_open_close,
+            note="a new connection per call (what keeping one per thread saves)",
+        ),
+    ]
+
+
+@contextmanager
+def baseline_connection(registry: Registry) -> Iterator[Any]:
+    """One long-lived plain connection to the registry (no transferlab lock, no transaction)."""
+    if is_duckdb(registry):
+        con = duckdb.connect(str(registry.path))
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    from transferlab.registry.postgres_connection import PostgresConnection, connect
+
+    place = registry.backend.place
+    con = PostgresConnection(connect(place), place)
+    try:
+        yield con
+    finally:
+        con.raw.close()
+
+
 def first_names(rows: list) -> list[str]:
-    return [row["name"] if isinstance(row, dict) else row[0] for row in rows]
+    """The names (a leaderboard's version ids) of a call's rows, to compare two calls."""
+    return [
+        (row.get("name") or row.get("version_id")) if isinstance(row, dict) else row[0]
+        for row in rows
+    ]
 
 
 def run_public(case: Case, repeats: int) -> None:
     rows = case.public()
     case.public_rows = len(rows)
-    if case.reference is not None:
-        case.first_names = first_names(rows)
+    case.first_names = first_names(rows)
     case.public_timing = time_calls(case.public, repeats)
 
 
-def run_baseline(path: Path, case: Case, repeats: int) -> None:
+def run_baseline(registry: Registry, case: Case, repeats: int) -> None:
     """The case's plain SQL on one long-lived connection, opened after its public calls.
 
     It must not stay open while the Registry works: DuckDB shares one database instance
     between the connections of a process, which would make the Registry's calls warm.
     """
-    con = duckdb.connect(str(path))
-    try:
+    with baseline_connection(registry) as con:
         if case.baseline is not None:
             baseline = case.baseline
             case.baseline_rows = len(baseline(con))
@@ -768,16 +903,14 @@ def run_baseline(path: Path, case: Case, repeats: int) -> None:
             case.matches = con.execute(*case.count_sql).fetchall()[0][0]
         if case.reference is not None:
             case.same_rows = first_names(case.reference(con)) == case.first_names
-    finally:
-        con.close()
 
 
-def run_cases(path: Path, cases: list[Case], repeats: int) -> None:
+def run_cases(registry: Registry, cases: list[Case], repeats: int) -> None:
     """Each case's public calls, then its baseline right after: paired in time."""
     for case in cases:
         run_public(case, repeats)
         if case.baseline or case.count_sql or case.reference:
-            run_baseline(path, case, repeats)
+            run_baseline(registry, case, repeats)
 
 
 # -- public write path ---------------------------------------------------------------------
@@ -862,6 +995,15 @@ class CpuMeter:
         }
 
 
+def package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
@@ -878,6 +1020,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "duckdb": duckdb.__version__,
+        "psycopg": package_version("psycopg"),
         "numpy": np.__version__,
         "pyarrow": pa.__version__,
         "torch": torch.__version__,
@@ -899,7 +1042,7 @@ def format_row(case: Case) -> str:
 
 
 def print_load(load: dict[str, Any], writes: dict[str, Any]) -> None:
-    print(f"\nBulk import ({BULK_PATH}):")
+    print(f"\nBulk import ({load['tables'][0]['path']}):")
     for entry in load["tables"]:
         print(
             f"  {entry['table']:<17} {entry['rows']:>9,} rows {entry['seconds']:7.2f} s "
@@ -920,12 +1063,13 @@ def print_load(load: dict[str, Any], writes: dict[str, Any]) -> None:
     )
 
 
-def print_cases(cases: list[Case]) -> None:
+def print_cases(cases: list[Case], engine: str = "duckdb") -> None:
     header = f"{'operation':<50} {'p50 ms':>8} {'p95 ms':>8} {'rows':>12} {'base p50':>9} ratio"
     print("\n" + header + "\n" + "-" * len(header))
     for case in cases:
         print(format_row(case))
-    print("rows = returned/matching; base = the same SQL on one long-lived duckdb connection")
+    client = "duckdb" if engine == "duckdb" else "psycopg"
+    print(f"rows = returned/matching; base = the same SQL on one long-lived {client} connection")
     differing = [case.name for case in cases if case.same_rows is False]
     print(f"Rows identical to plain SQL: {'no: ' + ', '.join(differing) if differing else 'yes'}")
 
@@ -947,6 +1091,48 @@ def print_contention(usage: dict[str, float] | None) -> None:
     print(f"Other processes used {busy:.2f} cores on average while the reads were timed.")
     if busy > 0.1:
         print("WARNING: the machine was not quiet; latencies above are inflated. Rerun.")
+
+
+def print_side_by_side(duck: list[Case], pg: list[Case]) -> None:
+    """Each operation's p50 on both backends (public API), and whether the rows agree."""
+    theirs = {case.name: case for case in pg}
+    header = f"{'operation':<50} {'DuckDB p50':>10} {'PG p50':>8} {'PG/DuckDB':>9}  same rows"
+    print("\nDuckDB file vs PostgreSQL (ms, public API):\n" + header + "\n" + "-" * len(header))
+    for case in duck:
+        other = theirs.get(case.name)
+        if other is None or case.public_timing is None or other.public_timing is None:
+            continue
+        a, b = case.public_timing.p50_ms, other.public_timing.p50_ms
+        same = "" if case.group in ("overhead", "embedding") else same_rows(case, other)
+        print(f"{case.name:<50} {a:10.1f} {b:8.1f} {b / a:8.1f}x  {same}")
+    for case in pg:
+        if case.name not in {c.name for c in duck} and case.public_timing:
+            print(f"{case.name:<50} {'-':>10} {case.public_timing.p50_ms:8.1f}")
+
+
+def same_rows(duck: Case, pg: Case) -> str:
+    """Whether the first call of each returned the same names in the same order."""
+    return "yes" if duck.first_names == pg.first_names else "NO"
+
+
+def side_by_side(duck: list[Case], pg: list[Case]) -> list[dict[str, Any]]:
+    theirs = {case.name: case for case in pg}
+    rows = []
+    for case in duck:
+        other = theirs.get(case.name)
+        if other is None or not (case.public_timing and other.public_timing):
+            continue
+        rows.append(
+            {
+                "operation": case.name,
+                "duckdb_p50_ms": round(case.public_timing.p50_ms, 2),
+                "postgresql_p50_ms": round(other.public_timing.p50_ms, 2),
+                "same_rows": None
+                if case.group in ("overhead", "embedding")
+                else case.first_names == other.first_names,
+            }
+        )
+    return rows
 
 
 def aims(cases: list[Case]) -> dict[str, Any]:
@@ -982,58 +1168,106 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upsert-records", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/registry_bench.json"))
+    parser.add_argument(
+        "--registry-location",
+        help="also measure a PostgreSQL registry: postgresql://USER@HOST:PORT/DB (an empty "
+        "database; its tables are created and filled)",
+    )
     return parser.parse_args(argv)
 
 
 def measure(registry: Registry, repeats: int) -> tuple[list[Case], dict[str, Any]]:
     _, load_s = timed(lambda: embed_texts(["warm up"]))
     vectors = dict(zip(SEMANTIC_QUERIES, embed_texts(list(SEMANTIC_QUERIES)), strict=True))
-    reader = Registry(registry.path)  # a fresh instance: its first call runs the schema check
+    reader = Registry(registry.location)  # a fresh instance: its first call runs the schema check
     _, first_call_s = timed(lambda: search_models(reader, SearchFilters(task="fill-mask")))
+    first_semantic = with_query(SearchFilters(limit=10), SEMANTIC_QUERIES[0])
+    _, first_semantic_s = timed(lambda: search_models(reader, first_semantic))
     cases = [
         *overhead_cases(reader),
         *filtered_cases(reader),
         *semantic_cases(reader, vectors),
         *leaderboard_cases(reader),
     ]
-    run_cases(reader.path, cases, repeats)
+    run_cases(reader, cases, repeats)
     extra = {
-        "threads_probe": thread_probe(reader.path, vectors, min(repeats, 20)),
         "embedder_load_s": round(load_s, 2),
         "first_search_call_ms": round(first_call_s * 1000, 1),
+        "first_semantic_search_ms": round(first_semantic_s * 1000, 1),
     }
+    if is_duckdb(reader):
+        extra["threads_probe"] = thread_probe(reader.path, vectors, min(repeats, 20))
     return cases, extra
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+def registry_size_mb(registry: Registry) -> float:
+    if is_duckdb(registry):
+        return registry.path.stat().st_size / 2**20
+    size = registry.query("SELECT pg_database_size(current_database()) AS n")[0]["n"]
+    return size / 2**20
+
+
+def bench_backend(registry: Registry, args: argparse.Namespace) -> dict[str, Any]:
+    """Fill, time the reads, then the per-call writes; the report of one backend."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="registry-bench-") as folder:
-        registry = Registry(Path(folder) / "registry.duckdb", actor="bench")
-        load = fill_registry(registry, args.models, args.results, args.seed)
-        file_mb = registry.path.stat().st_size / 2**20
-        meter = CpuMeter()
-        cases, extra = measure(registry, args.repeats)
-        extra["other_processes_during_reads"] = meter.report()
-        writes = write_path(registry, args.upsert_records, args.seed + 1)
+    load = fill_registry(registry, args.models, args.results, args.seed)
+    size_mb = registry_size_mb(registry)
+    meter = CpuMeter()
+    cases, extra = measure(registry, args.repeats)
+    extra["other_processes_during_reads"] = meter.report()
+    writes = write_path(registry, args.upsert_records, args.seed + 1)
+    engine = "duckdb" if is_duckdb(registry) else "postgresql"
+    print(f"\n===== {engine}: {registry.display_location}")
     print_load(load, writes)
-    print_cases(cases)
-    print_probe(extra["threads_probe"])
+    print_cases(cases, engine)
+    if "threads_probe" in extra:
+        print_probe(extra["threads_probe"])
     print_contention(extra["other_processes_during_reads"])
     result_aims = aims(cases)
     print_aims(result_aims)
-    report = {
-        "created": datetime.now().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "parameters": vars(args) | {"out": str(args.out)},
-        "registry_file_mb": round(file_mb, 1),
+    return {
+        "engine": engine,
+        "registry_file_mb" if engine == "duckdb" else "database_mb": round(size_mb, 1),
         "load": load,
         "write_path": writes,
         "search": extra,
         "cases": [case.summary() for case in cases],
         "aims": result_aims,
-        "total_s": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+        "_cases": cases,
     }
+
+
+def empty_postgres_registry(location: str) -> Registry:
+    registry = Registry(location, actor="bench")
+    if registry.exists() and registry.model_count():
+        raise SystemExit(
+            f"{registry.display_location} already holds {registry.model_count()} models: give "
+            "an empty database (createdb NAME) to --registry-location."
+        )
+    return registry
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    postgres = empty_postgres_registry(args.registry_location) if args.registry_location else None
+    with tempfile.TemporaryDirectory(prefix="registry-bench-") as folder:
+        duck = bench_backend(Registry(Path(folder) / "registry.duckdb", actor="bench"), args)
+    pg = bench_backend(postgres, args) if postgres is not None else None
+    duck_cases = duck.pop("_cases")
+    report = {
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "parameters": vars(args) | {"out": str(args.out)},
+        **{key: value for key, value in duck.items() if key != "engine"},
+    }
+    if pg is not None:
+        pg_cases = pg.pop("_cases")
+        print_side_by_side(duck_cases, pg_cases)
+        report["postgresql"] = pg
+        report["side_by_side"] = side_by_side(duck_cases, pg_cases)
+    report["total_s"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nWrote {args.out} ({report['total_s']} s in all)")

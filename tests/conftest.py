@@ -1,4 +1,6 @@
-"""Shared fixtures: offline hubs, throw-away registries, tiny random models built on the fly."""
+"""Shared fixtures: offline hubs, throw-away registries (a DuckDB file and a PostgreSQL database:
+every test that takes `registry` or `registry_location` runs on both), tiny random models built
+on the fly."""
 
 from __future__ import annotations
 
@@ -12,15 +14,60 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import PostgresServer
 from transferlab import Registry
 from transferlab.cli import main as cli_main
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# The registry backends every registry test runs on; the PostgreSQL ones carry the `postgres`
+# marker (deselect with -m "not postgres") and skip, saying why, where no server can be had.
+BACKENDS = [
+    pytest.param("duckdb", id="duckdb"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server the tests may create databases on (tests/postgres_server.py)."""
+    server, reason = PostgresServer.find()
+    if server is None:
+        pytest.skip(reason)
+    yield server
+    server.stop()
+
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "registry.duckdb")
+def postgres_location(postgres_server: PostgresServer) -> str:
+    """A new, empty PostgreSQL database for one test (dropped after it), as a registry
+    location."""
+    with postgres_server.database() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a new registry goes: a file in the test's folder, or a new PostgreSQL database."""
+    if request.param == "duckdb":
+        return str(tmp_path / "registry.duckdb")
+    return request.getfixturevalue("postgres_location")
+
+
+@pytest.fixture
+def registry(registry_location: str) -> Registry:
+    return Registry(registry_location)
+
+
+def database_error(registry: Registry) -> type[Exception]:
+    """The error class the registry's database driver raises (duckdb.Error, psycopg.Error)."""
+    if registry.path is not None:
+        import duckdb
+
+        return duckdb.Error
+    import psycopg
+
+    return psycopg.Error
 
 
 @pytest.fixture(scope="session")

@@ -111,7 +111,7 @@ def trained(registry: Registry, tmp_path: Path) -> Registry:
 
 
 def test_card_lands_in_the_version_folder_with_registry_values(trained, run_cli):
-    code, out, err = run_cli("card", f"{MODEL}:1", "--registry", trained.path)
+    code, out, err = run_cli("card", f"{MODEL}:1", "--registry", trained.location)
     assert code == 0, err
     folder = Path(trained.resolve(f"{MODEL}:1").uri)
     assert out.strip() == f"wrote the model card of {MODEL}:1 to {folder / 'README.md'}"
@@ -157,7 +157,7 @@ def test_card_of_a_base_model_without_a_local_folder_goes_to_the_working_directo
     trained, run_cli, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run_cli("card", f"{BASE}:1", "--registry", trained.path, "--json")
+    code, out, _ = run_cli("card", f"{BASE}:1", "--registry", trained.location, "--json")
     assert code == 0
     written = json.loads(out)
     assert written == {"version_id": f"{BASE}:1", "path": str(tmp_path / "minilm-card.md")}
@@ -186,10 +186,10 @@ def test_a_local_root_is_named_by_its_registry_ref_and_its_own_folder_is_left_al
     )
     registry.add_version("tiny-full", "full", None, parent_version_id="tiny:1")
     monkeypatch.chdir(tmp_path)
-    assert run_cli("card", "tiny:1", "--registry", registry.path)[0] == 0
+    assert run_cli("card", "tiny:1", "--registry", registry.location)[0] == 0
     assert (imported / "README.md").read_text() == "the original card"
     assert (tmp_path / "tiny-card.md").is_file()
-    code, out, _ = run_cli("card", "tiny-full", "--output", "-", "--registry", registry.path)
+    code, out, _ = run_cli("card", "tiny-full", "--output", "-", "--registry", registry.location)
     matter = _front_matter(out)
     assert code == 0 and matter["base_model"] == "tiny:1"
     assert "license" not in matter and "Licence | not recorded" in out
@@ -198,18 +198,20 @@ def test_a_local_root_is_named_by_its_registry_ref_and_its_own_folder_is_left_al
 
 def test_output_option_writes_where_asked(trained, run_cli, tmp_path):
     target = tmp_path / "cards" / "intents.md"
-    code, _, _ = run_cli("card", f"{MODEL}:1", "--output", target, "--registry", trained.path)
+    code, _, _ = run_cli("card", f"{MODEL}:1", "--output", target, "--registry", trained.location)
     assert code == 0 and _front_matter(target.read_text())["base_model"] == BASE_HUB_ID
     assert not list(target.parent.glob(".card-*"))  # no temporary file left behind
 
 
 def test_card_of_an_unknown_version_is_a_clear_error(trained, run_cli):
-    code, out, err = run_cli("card", f"{MODEL}:7", "--registry", trained.path)
+    code, out, err = run_cli("card", f"{MODEL}:7", "--registry", trained.location)
     assert code == 2 and out == "" and "intents-lora:7 does not name a version" in err
 
 
 def test_suite_results_and_the_staging_alias_appear_in_the_body(trained, run_cli):
-    code, out, _ = run_cli("card", f"{MODEL}@staging", "--output", "-", "--registry", trained.path)
+    code, out, _ = run_cli(
+        "card", f"{MODEL}@staging", "--output", "-", "--registry", trained.location
+    )
     assert code == 0
     assert f"| {SUITE} | intents | support_intents | test | macro_f1 | 0.9000 |" in out
     assert "| - | text-classification | support_intents | validation | accuracy | 0.8750 |" in out

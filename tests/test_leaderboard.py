@@ -31,7 +31,7 @@ def board(registry: Registry) -> Registry:
 
 def test_ranking_by_mean_with_spread_n_kind_parent_and_key_metrics(board, run_cli):
     code, out, err = run_cli(
-        "leaderboard", "--suite", SUITE, "--task", "intents", "--registry", board.path, "--json"
+        "leaderboard", "--suite", SUITE, "--task", "intents", "--registry", board.location, "--json"
     )
     assert code == 0, err
     rows = json.loads(out)
@@ -52,7 +52,7 @@ def test_ranking_by_mean_with_spread_n_kind_parent_and_key_metrics(board, run_cl
 
 
 def test_human_output_groups_each_suite_task_and_split(board, run_cli):
-    code, out, _ = run_cli("leaderboard", "--suite", SUITE, "--registry", board.path)
+    code, out, _ = run_cli("leaderboard", "--suite", SUITE, "--registry", board.location)
     assert code == 0
     intents, short = out.strip().split("\n\n")
     lines = intents.splitlines()
@@ -69,7 +69,7 @@ def test_human_output_groups_each_suite_task_and_split(board, run_cli):
 
 def test_a_lower_is_better_metric_ranks_ascending(board, run_cli):
     code, out, _ = run_cli(
-        "leaderboard", "--suite", SUITE, "--metric", "loss", "--registry", board.path, "--json"
+        "leaderboard", "--suite", SUITE, "--metric", "loss", "--registry", board.location, "--json"
     )
     assert code == 0
     rows = json.loads(out)
@@ -83,7 +83,7 @@ def test_a_slice_of_a_lower_is_better_metric_ranks_ascending_too(registry, run_c
         add_benchmark(reg, version, {"ece[text_length=0-70]": [value], "accuracy": [0.9]})
     code, out, _ = run_cli(
         "leaderboard", "--suite", SUITE, "--metric", "ece[text_length=0-70]",
-        "--registry", reg.path, "--json",
+        "--registry", reg.location, "--json",
     )  # fmt: skip
     assert code == 0
     assert [r["version_id"] for r in json.loads(out)] == [f"{MODEL}:2", f"{MODEL}:3", f"{MODEL}:1"]
@@ -103,12 +103,12 @@ def test_a_slice_of_a_lower_is_better_metric_ranks_ascending_too(registry, run_c
     ],
 )
 def test_missing_suite_metric_task_or_split_is_explained(board, run_cli, args, problem, fix):
-    code, out, err = run_cli("leaderboard", *args, "--registry", board.path)
+    code, out, err = run_cli("leaderboard", *args, "--registry", board.location)
     assert code == 2 and out == ""
     assert problem in err and fix in err
 
 
 def test_an_empty_registry_says_no_suite_has_results(registry, run_cli):
     build_registry(registry)
-    code, _, err = run_cli("leaderboard", "--suite", SUITE, "--registry", registry.path)
+    code, _, err = run_cli("leaderboard", "--suite", SUITE, "--registry", registry.location)
     assert code == 2 and "Suites with results: none yet" in err

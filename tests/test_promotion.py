@@ -132,7 +132,7 @@ def no_staging_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _promote(run_cli, reg: Registry, version: str, to: str, *extra: str):
     return run_cli(
-        "promote", version, "--to", to, "--reason", f"test {to}", "--registry", reg.path, *extra
+        "promote", version, "--to", to, "--reason", f"test {to}", "--registry", reg.location, *extra
     )
 
 
@@ -338,7 +338,7 @@ def test_force_moves_and_the_audit_log_records_it_as_forced(reg, run_cli):
     assert "FAILED  no_regression  accuracy 0.900 vs staging 0.950" in out
     assert reg.resolve(f"{MODEL}@staging").version_id == f"{MODEL}:2"
 
-    code, out, _ = run_cli("history", MODEL, "--registry", reg.path, "--json")
+    code, out, _ = run_cli("history", MODEL, "--registry", reg.location, "--json")
     events = json.loads(out)
     assert [(e["action"], e["from_version"], e["to_version"], e["forced"]) for e in events] == [
         ("promote", None, f"{MODEL}:1", False),
@@ -350,7 +350,7 @@ def test_force_moves_and_the_audit_log_records_it_as_forced(reg, run_cli):
     assert number["metric"] == "accuracy" and number["worse_by"] == pytest.approx(0.05)
     assert events[1]["details"]["compared_with"] == f"{MODEL}:1"
 
-    code, out, _ = run_cli("history", MODEL, "--registry", reg.path)
+    code, out, _ = run_cli("history", MODEL, "--registry", reg.location)
     header, _, first, second = out.splitlines()
     assert header.split() == [
         "occurred_at", "actor", "action", "model_name", "alias", "move", "reason", "forced"
@@ -369,9 +369,11 @@ def test_force_when_every_gate_holds_is_not_recorded_as_forced(reg, run_cli):
 
 def test_history_mixes_manual_alias_moves_and_promotions(reg, run_cli):
     add_benchmark(reg, f"{MODEL}:2", {"accuracy": [0.9], "macro_f1": [0.9]})
-    run_cli("alias", "set", f"{MODEL}:1", "staging", "--reason", "by hand", "--registry", reg.path)
+    run_cli(
+        "alias", "set", f"{MODEL}:1", "staging", "--reason", "by hand", "--registry", reg.location
+    )
     assert _promote(run_cli, reg, f"{MODEL}:2", "staging")[0] == 0
-    code, out, _ = run_cli("history", "--registry", reg.path, "--json")
+    code, out, _ = run_cli("history", "--registry", reg.location, "--json")
     assert [(e["action"], e["to_version"], e["reason"]) for e in json.loads(out)] == [
         ("alias.set", f"{MODEL}:1", "by hand"),
         ("promote", f"{MODEL}:2", "test staging"),
@@ -456,7 +458,7 @@ def test_unknown_versions_and_missing_reasons_are_clear_errors(reg, run_cli):
     code, _, err = _promote(run_cli, reg, f"{MODEL}:9", "staging")
     assert code == 2 and "intents-lora:9 does not name a version" in err
     with pytest.raises(SystemExit):  # argparse: --reason is required
-        run_cli("promote", f"{MODEL}:1", "--to", "staging", "--registry", reg.path)
+        run_cli("promote", f"{MODEL}:1", "--to", "staging", "--registry", reg.location)
     with pytest.raises(SystemExit):
         run_cli("promote", f"{MODEL}:1", "--to", "champion", "--reason", "x")
     with pytest.raises(TransferlabError, match="needs a reason"):

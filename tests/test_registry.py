@@ -1,10 +1,14 @@
-"""The Registry API: schema, versions, aliases, audit, runs, results, atomicity."""
+"""The Registry API: schema, versions, aliases, audit, runs, results, atomicity. Tests taking the
+`registry` fixture run on a DuckDB file and on a PostgreSQL database; the first three are about
+the DuckDB file itself (its creation, its path, the bytes of a refused file) and stay DuckDB-only
+(the PostgreSQL counterparts are in test_registry_postgres.py)."""
 
 from __future__ import annotations
 
 import duckdb
 import pytest
 
+from tests.conftest import database_error
 from transferlab import ModelRecord, Registry
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.migrate import latest_schema_version
@@ -58,7 +62,7 @@ def test_a_failed_multi_row_write_leaves_the_registry_as_it_was(registry):
     with pytest.raises(TransferlabError):
         registry.upsert_models([_model("c"), _model("bad", source="ftp")])
     assert registry.model_names() == ["a"]
-    with pytest.raises(duckdb.Error), registry.transaction() as con:
+    with pytest.raises(database_error(registry)), registry.transaction() as con:
         registry.upsert_models([_model("d")], con=con)
         con.execute("INSERT INTO models (name) VALUES (NULL)")
     assert registry.model_names() == ["a"]

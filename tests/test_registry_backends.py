@@ -1,11 +1,14 @@
 """Registry backends chosen by the registry's location, backends added through an entry-point
 group, where model weights are written (--models-dir, TRANSFERLAB_MODELS), and the read-only
-Registry.query."""
+Registry.query (on a DuckDB file and a PostgreSQL database). The plug-in tests declare a DuckDB
+subclass and stay DuckDB-only; PostgreSQL's own behaviour is in test_registry_postgres.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from transferlab.registry.backends import (
     known_schemes,
 )
 from transferlab.registry.duckdb_backend import DuckDBBackend
+from transferlab.registry.postgres_backend import PostgresBackend
 
 
 def _model(name: str = "m") -> ModelRecord:
@@ -68,7 +72,7 @@ def test_a_duckdb_uri_without_an_absolute_path_is_refused(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(
-    "location", ["postgresql://lab@db.example/registry", "postgresql+psycopg://db/registry"]
+    "location", ["mysql://lab@db.example/registry", "mssql+pyodbc://db/registry"]
 )
 def test_an_unknown_scheme_is_refused_naming_the_known_ones_and_nothing_is_created(
     tmp_path, monkeypatch, location
@@ -79,8 +83,85 @@ def test_an_unknown_scheme_is_refused_naming_the_known_ones_and_nothing_is_creat
     error = caught.value
     scheme = location.split("://")[0]
     assert f"{scheme}://" in error.problem and "duckdb://" in error.problem
+    assert "postgresql://" in error.problem
     assert "duckdb:///" in error.fix and ENTRY_POINT_GROUP in error.fix
     assert "Nothing was created" in error.fix
+    assert list(tmp_path.iterdir()) == []
+
+
+# The PostgreSQL locations below are parsed (by psycopg's libpq) but never reached.
+needs_psycopg = pytest.mark.skipif(
+    importlib.util.find_spec("psycopg") is None, reason="psycopg is not installed"
+)
+
+
+@needs_psycopg
+@pytest.mark.parametrize(
+    "location",
+    [
+        "postgresql://lab@db.example:5433/registry",
+        "postgres://lab@db.example:5433/registry",
+        "postgresql+psycopg://lab@db.example:5433/registry",
+        "PostgreSQL://lab@db.example:5433/registry",
+    ],
+)
+def test_a_postgresql_url_opens_the_postgres_backend_without_connecting(
+    tmp_path, monkeypatch, location
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(MODELS_VARIABLE, raising=False)
+    registry = Registry(location)  # db.example is never contacted before the first operation
+    assert type(registry.backend) is PostgresBackend
+    assert registry.path is None and registry.location == location
+    assert registry.display_location == location
+    assert registry.backend.place.dbname == "registry"
+    assert registry.backend.place.server == "db.example:5433"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_postgresql_location_without_psycopg_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    with pytest.raises(RegistryError) as caught:
+        Registry("postgresql://lab:secret@db.example/registry")
+    assert "needs the PostgreSQL driver psycopg" in caught.value.problem
+    assert "secret" not in caught.value.problem
+    assert "pip install -e '.[postgres]'" in caught.value.fix
+
+
+@needs_psycopg
+def test_a_password_in_a_postgresql_url_is_never_shown(monkeypatch):
+    location = "postgresql://lab:s3cret@db.example/registry?password=other&sslmode=require"
+    registry = Registry(location)
+    assert registry.location == location  # how notebooks and workers open it again
+    assert "s3cret" not in registry.display_location and "other" not in repr(registry)
+    assert registry.display_location == (
+        "postgresql://lab:***@db.example/registry?password=***&sslmode=require"
+    )
+
+
+@needs_psycopg
+def test_a_postgresql_url_without_a_database_is_refused():
+    with pytest.raises(RegistryError) as caught:
+        Registry("postgresql://lab@db.example:5432")
+    assert "names no database" in caught.value.problem
+    assert "postgresql://USER@HOST:PORT/DATABASE" in caught.value.fix
+
+
+@needs_psycopg
+def test_a_registry_on_a_server_needs_a_models_folder(monkeypatch, tmp_path):
+    """No folder lies beside a server registry: weights go where --models-dir or
+    TRANSFERLAB_MODELS say, and nowhere by default (not into the current folder)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(MODELS_VARIABLE, raising=False)
+    registry = Registry("postgresql://lab@db.example/registry")
+    with pytest.raises(RegistryError) as caught:
+        _ = registry.models_dir
+    assert "kept on a server" in caught.value.problem
+    assert "--models-dir" in caught.value.fix and MODELS_VARIABLE in caught.value.fix
+    explicit = Registry("postgresql://lab@db.example/registry", models_dir=tmp_path / "w")
+    assert explicit.models_dir == tmp_path / "w"
+    monkeypatch.setenv(MODELS_VARIABLE, str(tmp_path / "shared"))
+    assert Registry("postgresql://lab@db.example/registry").models_dir == tmp_path / "shared"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -93,9 +174,11 @@ def test_the_cli_refuses_an_unknown_scheme_with_the_fix(tmp_path, monkeypatch, r
 
 
 # -- a backend from another package, through the entry-point group ------------------------------
+# DuckDB-only: the plug-in is a subclass of the DuckDB backend, on a file.
 
 PLUGIN_SOURCE = '''
 from transferlab.registry.duckdb_backend import DuckDBBackend
+from transferlab.registry.postgres_backend import PostgresBackend
 
 OPENED = []
 

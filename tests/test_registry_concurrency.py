@@ -1,4 +1,9 @@
-"""Several processes sharing one registry: retries with back-off, bounded waits, clear errors."""
+"""Several processes sharing one registry: retries with back-off, bounded waits, clear errors.
+
+Writers taking turns run on a DuckDB file and a PostgreSQL database (`registry_location`). A lock
+held by a plain duckdb.connect and readers holding the file shared are about the DuckDB file;
+PostgreSQL's counterparts (readers never wait, the write lock's holder named) are in
+test_registry_postgres.py."""
 
 from __future__ import annotations
 
@@ -35,8 +40,8 @@ HOLDER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_eight_processes_writing_fifty_runs_each_all_land(tmp_path):
-    path = tmp_path / "shared.duckdb"
+def test_eight_processes_writing_fifty_runs_each_all_land(tmp_path, registry_location):
+    path = registry_location
     Registry(path).schema_version()
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -65,6 +70,7 @@ def _hold(path, seconds: float) -> subprocess.Popen:
     return holder
 
 
+# DuckDB-only: a lock held on the file by a process outside transferlab (duckdb.connect).
 def test_a_write_waits_for_a_short_lock(tmp_path):
     path = tmp_path / "reg.duckdb"
     Registry(path).schema_version()
@@ -77,6 +83,7 @@ def test_a_write_waits_for_a_short_lock(tmp_path):
     assert Registry(path).get_run(run_id)["status"] == "running"
 
 
+# DuckDB-only, as above.
 def test_a_lock_held_past_the_bounded_wait_names_the_holder(tmp_path):
     path = tmp_path / "reg.duckdb"
     Registry(path).schema_version()
@@ -111,10 +118,12 @@ HOG = textwrap.dedent(
 )
 
 
-def test_a_waiter_is_served_while_another_process_takes_the_registry_back_to_back(tmp_path):
+def test_a_waiter_is_served_while_another_process_takes_the_registry_back_to_back(
+    registry_location,
+):
     """Polling with back-off missed the microsecond gaps between a busy process's calls and
     waited until that process stopped; a queued waiter gets the next turn."""
-    path = tmp_path / "reg.duckdb"
+    path = registry_location
     Registry(path).schema_version()
     hog = subprocess.Popen(
         [sys.executable, "-c", HOG, str(path), "8"], stdout=subprocess.PIPE, text=True
@@ -148,6 +157,8 @@ READER = textwrap.dedent(
 )
 
 
+# DuckDB-only: readers hold the file under a shared lock that a writer waits for. On PostgreSQL
+# a writer does not wait for readers (test_registry_postgres.py).
 def test_readers_share_the_registry_and_a_writer_waits_for_them(tmp_path):
     path = tmp_path / "reg.duckdb"
     run_id = Registry(path).start_run("finetune")

@@ -1,5 +1,7 @@
 """Bad registry files, bad settings and bad references: each is refused with the problem and
-the fix (exit status 2, no traceback), and the registry is left as it was."""
+the fix (exit status 2, no traceback), and the registry is left as it was. Bad settings and
+references are checked on a DuckDB file and a PostgreSQL database (`small`); files that are no
+registry and file permissions are about the DuckDB file alone (`small_file`)."""
 
 from __future__ import annotations
 
@@ -20,10 +22,8 @@ from transferlab import ModelRecord, Registry
 from transferlab.errors import RegistryError
 
 
-@pytest.fixture
-def small(tmp_path) -> Path:
-    """A registry with one model `enc` (versions 1 and 2, alias champion -> 1) and one run."""
-    registry = Registry(tmp_path / "registry.duckdb")
+def _fill(registry: Registry) -> None:
+    """One model `enc` (versions 1 and 2, alias champion -> 1) and one run."""
     registry.upsert_models(
         [ModelRecord(name="enc", source="hf", source_ref="org/enc", task="feature-extraction")]
     )
@@ -31,6 +31,20 @@ def small(tmp_path) -> Path:
     registry.add_version("enc", "full", "hf://org/enc-full")
     registry.set_alias("enc:1", "champion", reason="first")
     registry.finish_run(registry.start_run("finetune"), "succeeded")
+
+
+@pytest.fixture
+def small(registry_location: str) -> str:
+    """The location of a small registry (_fill), a DuckDB file or a PostgreSQL database."""
+    _fill(Registry(registry_location))
+    return registry_location
+
+
+@pytest.fixture
+def small_file(tmp_path) -> Path:
+    """A small registry (_fill) in a DuckDB file."""
+    registry = Registry(tmp_path / "registry.duckdb")
+    _fill(registry)
     return registry.path
 
 
@@ -41,8 +55,8 @@ def _fingerprint(path: Path) -> tuple:
     return path.read_bytes(), path.stat().st_mtime_ns
 
 
-def _state(path: Path) -> list[dict]:
-    return Registry(path).query(
+def _state(location: str | Path) -> list[dict]:
+    return Registry(location).query(
         "SELECT (SELECT count(*) FROM aliases) AS aliases, "
         "(SELECT count(*) FROM audit_log) AS moves, (SELECT count(*) FROM runs) AS runs, "
         "(SELECT count(*) FROM model_versions) AS versions"
@@ -130,11 +144,12 @@ def test_a_file_that_is_no_registry_is_refused_and_left_untouched(
 
 
 @pytest.fixture
-def readable_folder(small):
-    """A folder every user may read, holding a copy of `small`; made writable again after."""
+def readable_folder(small_file):
+    """A folder every user may read, holding a copy of `small_file`; made writable again
+    after."""
     folder = Path(tempfile.mkdtemp(prefix="transferlab-readonly-"))
     folder.chmod(0o755)
-    shutil.copy(small, folder / "registry.duckdb")
+    shutil.copy(small_file, folder / "registry.duckdb")
     (folder / "registry.duckdb").chmod(0o644)
     yield folder
     folder.chmod(0o755)

@@ -1,5 +1,6 @@
 """Runs whose process is gone: killed `transferlab run`s are marked interrupted, not left
-`running`, and leave no unfinished model folder behind."""
+`running`, and leave no unfinished model folder behind. The bookkeeping itself (gone, reused
+and foreign pids; unfinished folders) runs on a DuckDB file and a PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def _start_long_finetune(tmp_path: Path, base: Path) -> tuple[subprocess.Popen, 
     return process, folder
 
 
-def _runs_cli(registry: Path, *args: str) -> list[dict]:
+def _runs_cli(registry: Path | str, *args: str) -> list[dict]:
     completed = subprocess.run(
         [transferlab_executable(), "runs", "--registry", str(registry), "--json", *args],
         capture_output=True,
@@ -149,8 +150,10 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_a_reused_pid_does_not_keep_a_run_alive_and_other_hosts_are_left_alone(tmp_path):
-    registry = Registry(tmp_path / "registry.duckdb")
+def test_a_reused_pid_does_not_keep_a_run_alive_and_other_hosts_are_left_alone(
+    registry_location,
+):
+    registry = Registry(registry_location)
     mine = registry.start_run("finetune")  # this very process: alive, same start
     boot, namespace, _ = registry.get_run(mine)["process_start"].split("/")
     # Our pid, recorded for a process that started at another time (the pid was reused)...
@@ -161,7 +164,7 @@ def test_a_reused_pid_does_not_keep_a_run_alive_and_other_hosts_are_left_alone(t
     contained = _started_elsewhere(registry, pid=_dead_pid(), process_start=f"{boot}/pid:[1]/1")
     remote = _started_elsewhere(registry, host="another-host.example", pid=_dead_pid())
     dead = _started_elsewhere(registry, pid=_dead_pid())
-    statuses = {r["run_id"]: (r["status"], r["error"]) for r in _runs_cli(registry.path)}
+    statuses = {r["run_id"]: (r["status"], r["error"]) for r in _runs_cli(registry.location)}
     ended = f"Interrupted: process {{}} on {socket.gethostname()} ended without finishing the run"
     pid = os.getpid()
     assert statuses[mine] == statuses[contained] == statuses[remote] == ("running", None)
@@ -204,11 +207,11 @@ def _finetune_run(registry: Registry, folder: Path, files: dict[str, str]) -> st
     ],
 )
 def test_an_interrupted_finetune_removes_only_an_unfinished_model_folder(
-    tmp_path, files, registered, removed
+    tmp_path, registry_location, files, registered, removed
 ):
     from transferlab import ModelRecord
 
-    registry = Registry(tmp_path / "registry.duckdb")
+    registry = Registry(registry_location, models_dir=tmp_path / "models")
     folder = tmp_path / "models" / "tiny-x" / "run-1"
     run_id = _finetune_run(registry, folder, files)
     if registered:

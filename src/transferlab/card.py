@@ -109,7 +109,7 @@ def gather(registry: Registry, ref: str) -> CardFacts:
         run=run,
         results=summarise(rows, ("suite", "task", "dataset", "split", "metric")),
         aliases=aliases,
-        registry_path=str(registry.path),
+        registry_path=registry.display_location,
     )
 
 

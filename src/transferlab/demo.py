@@ -31,7 +31,7 @@ def _step(title: str) -> float:
 
 
 def run_demo(registry: Registry) -> dict:
-    started = _step(f"registry {registry.path}")
+    started = _step(f"registry {registry.display_location}")
     report = initialize(registry)
     print(
         f"catalog: {report['models_inserted']} models added, {report['models_unchanged']} "

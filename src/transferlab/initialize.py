@@ -26,7 +26,7 @@ def initialize(registry: Registry, catalog: str | Path | None = None, profile: b
                 profile_version(registry, version)
                 profiled.append(version.version_id)
     return {
-        "registry": str(registry.path),
+        "registry": registry.display_location,
         "schema_version": registry.schema_version(),
         "models_inserted": len(counts["inserted"]),
         "models_updated": len(counts["updated"]),

@@ -90,7 +90,7 @@ def _dry_run(spec, registry: Registry, args: argparse.Namespace) -> int:
 
     executor = args.executor or spec.executor or DEFAULT_EXECUTOR
     planned = expand(spec)
-    if registry.path.exists():
+    if registry.exists():
         plan = plan_sweep(spec, registry, rerun=args.rerun, planned=planned)
     else:  # nothing to reuse, and a dry run creates no registry
         plan = [(run, None) for run in planned]

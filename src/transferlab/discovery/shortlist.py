@@ -60,7 +60,8 @@ def explain_no_match(registry: Registry, config: DiscoveryConfig) -> Transferlab
     total = registry.model_count()
     if not total:
         return TransferlabError(
-            f"The registry {registry.path} holds no models.", "Run `transferlab init` first."
+            f"The registry {registry.display_location} holds no models.",
+            "Run `transferlab init` first.",
         )
     kept = registry.candidate_filter_counts(**_filters(config), runnable_here=config.runnable_here)
     removed = {name: total - count for name, count in kept.items()}

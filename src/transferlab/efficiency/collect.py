@@ -58,7 +58,7 @@ def sweep_run_ids(registry: Registry, sweep: str) -> list[str]:
     ids = [row["run_id"] if isinstance(row, dict) else str(row) for row in rows]
     if not ids:
         raise NotFoundError(
-            f"No runs recorded for sweep {sweep!r} in {registry.path}.",
+            f"No runs recorded for sweep {sweep!r} in {registry.display_location}.",
             "Check the sweep's id or name (`transferlab runs --json` shows each run's sweep_id), "
             "or give the runs themselves: -p runs RUN_ID,RUN_ID.",
         )
@@ -122,7 +122,7 @@ def _rows_for_ids(
     missing = sorted(set(run_ids) - {row["run_id"] for row in rows})
     if missing:
         raise NotFoundError(
-            f"No run {_listing(missing)} in the registry {registry.path}.",
+            f"No run {_listing(missing)} in the registry {registry.display_location}.",
             "List runs with `transferlab runs --kind finetune`.",
         )
     kept, left_out = [], {}

@@ -124,7 +124,7 @@ class ResolvedConfig:
     name: str
     dataset: str
     output_dir: Path
-    registry_path: Path
+    registry_path: Path | str  # the file, or a server registry's location (no password)
     setting_sources: dict[str, str] = field(default_factory=dict)
     # method 'auto': what it chose and why (`methods.auto.Choice.record`); None otherwise.
     auto: dict[str, Any] | None = None
@@ -280,7 +280,7 @@ def resolve_config(
         name=name,
         dataset=dataset_name(train),
         output_dir=output_dir,
-        registry_path=registry.path,
+        registry_path=registry.path or registry.display_location,
         setting_sources=setting_sources,
         auto=choice.record() if choice is not None else None,
     )

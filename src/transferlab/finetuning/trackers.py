@@ -106,7 +106,7 @@ def start_tracker(
     parameters: dict[str, Any],
     data: dict[str, Any],
     fingerprint: str,
-    registry_path: Path,
+    registry_path: Path | str,
 ) -> Tracker:
     """Open the tracker run for `run_id` (after the data is loaded, before training)."""
     require_tracker(report_to)

@@ -34,7 +34,8 @@ def leaderboard(
     if not summaries:
         known = suites_with_results(registry)
         raise NotFoundError(
-            f"No benchmark results for suite {suite!r} in the registry {registry.path}.",
+            f"No benchmark results for suite {suite!r} in the registry "
+            f"{registry.display_location}.",
             "Suites with results: "
             + (", ".join(known) or "none yet")
             + ". Results come from succeeded benchmark runs (`transferlab run benchmark`).",

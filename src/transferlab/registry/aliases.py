@@ -6,11 +6,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from transferlab.errors import NotFoundError
 from transferlab.registry.refs import validate_name
-from transferlab.registry.rows import dict_rows, to_json
+from transferlab.registry.rows import Connection, dict_rows, to_json
 
 if TYPE_CHECKING:
     from transferlab.registry.records import VersionRecord
@@ -20,7 +18,8 @@ class AliasesMixin:
     """Every alias move (set, remove, promote) is written to the audit log with who, when,
     from, to and why, in the transaction that moves it."""
 
-    path: Path
+    path: Path | None
+    display_location: str
     actor: str
 
     if TYPE_CHECKING:
@@ -31,7 +30,7 @@ class AliasesMixin:
 
         def resolve(self, ref: Any) -> VersionRecord: ...
 
-        def _suggest(self, con: duckdb.DuckDBPyConnection, name: str) -> str: ...
+        def _suggest(self, con: Connection, name: str) -> str: ...
 
         def _rows(self, sql: str, params: Any = ()) -> list[dict]: ...
 
@@ -55,8 +54,9 @@ class AliasesMixin:
             ).fetchall()
             from_version = previous[0][0] if previous else None
             con.execute(
-                "INSERT OR REPLACE INTO aliases (model_name, alias, version_id, updated_at) "
-                "VALUES (?, ?, ?, current_timestamp)",
+                "INSERT INTO aliases (model_name, alias, version_id, updated_at) "
+                "VALUES (?, ?, ?, current_timestamp) ON CONFLICT (model_name, alias) DO UPDATE SET "
+                "version_id = excluded.version_id, updated_at = excluded.updated_at",
                 [version.model_name, alias, version.version_id],
             )
             con.execute(
@@ -90,7 +90,7 @@ class AliasesMixin:
             if not previous:
                 if not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall():
                     raise NotFoundError(
-                        f"No model named {model_name!r} in the registry {self.path}.",
+                        f"No model named {model_name!r} in the registry {self.display_location}.",
                         self._suggest(con, model_name),
                     )
                 raise NotFoundError(
@@ -147,7 +147,7 @@ class AliasesMixin:
                 and not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall()
             ):
                 raise NotFoundError(
-                    f"No model named {model_name!r} in the registry {self.path}.",
+                    f"No model named {model_name!r} in the registry {self.display_location}.",
                     self._suggest(con, model_name),
                 )
             return found

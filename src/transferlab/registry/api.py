@@ -1,7 +1,9 @@
 """The Registry API: models, versions, aliases, runs, results, profiles and the audit log.
 
 Every public method opens the registry, does its work in one transaction and closes it again,
-so that parallel runs can share the file (see connection.py).
+so that parallel runs can share it (a DuckDB file: connection.py; a PostgreSQL database:
+postgres_connection.py). The SQL is written once for every backend; what an engine writes its
+own way comes from `self.backend.dialect` (dialect.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
@@ -31,11 +32,11 @@ from transferlab.registry.records import (
 )
 from transferlab.registry.refs import VersionRef, parse_version_ref, validate_name
 from transferlab.registry.result_queries import ResultQueriesMixin
-from transferlab.registry.rows import dict_rows, to_json, utc_now
+from transferlab.registry.rows import Connection, dict_rows, to_json
 from transferlab.registry.runs import RunsMixin, gone_runs, new_run_id, package_versions
 from transferlab.registry.search_queries import SearchQueriesMixin
 from transferlab.registry.sweep_queries import SweepQueriesMixin
-from transferlab.registry.writes import PROFILE_COLUMNS, WritesMixin
+from transferlab.registry.writes import WritesMixin, insert_profile
 
 __all__ = ["Registry", "new_run_id", "package_versions", "record_hash", "require_registry_file"]
 
@@ -97,11 +98,13 @@ class Registry(
     WritesMixin,
 ):
     """The transferlab model registry, kept by a backend chosen by its location: a DuckDB
-    file (a plain path or duckdb:///abs/path, created on first use) or a backend another
-    package declares (registry/backends.py).
+    file (a plain path or duckdb:///abs/path, created on first use), a PostgreSQL database
+    (postgresql://user@host:port/db; it must exist, its tables are created on first use), or
+    a backend another package declares (registry/backends.py).
 
     `models_dir` is where model weights are written (fine-tunes): an explicit value
-    wins, then TRANSFERLAB_MODELS, then a `models` folder beside the registry file.
+    wins, then TRANSFERLAB_MODELS, then a `models` folder beside the registry file; a
+    registry on a server has no such folder and needs one of the first two.
     """
 
     def __init__(
@@ -118,22 +121,42 @@ class Registry(
         self.backend: RegistryBackend = open_backend(path, lock_timeout_s=self.lock_timeout_s)
         self.path = self.backend.path
         self.location = self.backend.location
-        self.models_dir = resolve_models_dir(models_dir, self.backend)
+        #: the location as messages show it (a server's without its password)
+        self.display_location = self.backend.display_location
+        self._models_dir = resolve_models_dir(models_dir, self.backend)
         self.actor = actor or current_actor()
         self._ready = False
 
     def __repr__(self) -> str:
-        return f"Registry({self.location!r})"
+        return f"Registry({self.display_location!r})"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where model weights are written; refused for a server registry without
+        --models-dir / TRANSFERLAB_MODELS, rather than filling the current folder."""
+        if self._models_dir is None:
+            raise RegistryError(
+                f"The registry {self.display_location} is kept on a server: there is no folder "
+                "beside it for model weights.",
+                "Give --models-dir DIR or set TRANSFERLAB_MODELS=DIR (a folder every machine "
+                "that loads these weights can read, e.g. a shared mount).",
+            )
+        return self._models_dir
+
+    def exists(self) -> bool:
+        """Whether the registry has been created (a file, or a schema in the database)."""
+        return self.backend.exists()
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False) -> Iterator[Connection]:
         """A short-lived connection with the schema up to date, for the registry package's
         own methods (code outside it holds the registry with `session()`). Hold it briefly.
 
-        `read_only` attaches the file READ_ONLY under a shared lock: other processes may read
-        at the same time, and it works on a registry this process may not write.
+        `read_only` attaches a DuckDB file READ_ONLY under a shared lock (other processes may
+        read at the same time, and it works on a registry this process may not write); on
+        PostgreSQL it is a read-only snapshot that no writer waits for.
         """
         if not self._ready:
             # Once per Registry: refuse a location that is no registry, bring the schema up
@@ -151,7 +174,7 @@ class Registry(
             yield
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self) -> Iterator[Connection]:
         with self.connect() as con, self.backend.transaction(con):
             yield con
 
@@ -178,7 +201,7 @@ class Registry(
         self,
         records: Iterable[ModelRecord],
         origin: str = "import",
-        con: duckdb.DuckDBPyConnection | None = None,
+        con: Connection | None = None,
     ) -> dict:
         """Insert or update models in one transaction; unchanged records are left alone.
 
@@ -241,7 +264,7 @@ class Registry(
             rows = dict_rows(con, "SELECT * FROM models WHERE name = ?", [name])
             if not rows:
                 raise NotFoundError(
-                    f"No model named {name!r} in the registry {self.path}.",
+                    f"No model named {name!r} in the registry {self.display_location}.",
                     self._suggest(con, name),
                 )
             return rows[0]
@@ -250,15 +273,11 @@ class Registry(
         with self.connect(read_only=True) as con:
             return [r[0] for r in con.execute("SELECT name FROM models ORDER BY name").fetchall()]
 
-    def _suggest(self, con: duckdb.DuckDBPyConnection, name: str) -> str:
-        close = con.execute(
-            "SELECT name FROM models ORDER BY jaro_winkler_similarity(lower(name), lower(?)) "
-            "DESC LIMIT 3",
-            [name],
-        ).fetchall()
+    def _suggest(self, con: Connection, name: str) -> str:
+        close = self.backend.dialect.closest_names(con, name, 3)
         hint = "List models with `transferlab search`, or add one with `transferlab import`."
         if close:
-            hint = f"Did you mean {', '.join(r[0] for r in close)}? " + hint
+            hint = f"Did you mean {', '.join(close)}? " + hint
         return hint
 
     # -- versions ---------------------------------------------------------------------------
@@ -273,7 +292,7 @@ class Registry(
         run_id: str | None = None,
         label_names: list[str] | None = None,
         metadata: dict | None = None,
-        con: duckdb.DuckDBPyConnection | None = None,
+        con: Connection | None = None,
     ) -> VersionRecord:
         """Register a new version (numbered after the model's last one)."""
         if kind not in VERSION_KINDS:
@@ -294,7 +313,7 @@ class Registry(
                 )
         if not con.execute("SELECT 1 FROM models WHERE name = ?", [model_name]).fetchall():
             raise NotFoundError(
-                f"No model named {model_name!r} in the registry {self.path}.",
+                f"No model named {model_name!r} in the registry {self.display_location}.",
                 self._suggest(con, model_name),
             )
         number = con.execute(
@@ -357,7 +376,8 @@ class Registry(
                 "SELECT 1 FROM models WHERE name = ?", [parsed.model_name]
             ).fetchall():
                 raise NotFoundError(
-                    f"No model named {parsed.model_name!r} in the registry {self.path}.",
+                    f"No model named {parsed.model_name!r} in the registry "
+                    f"{self.display_location}.",
                     self._suggest(con, parsed.model_name),
                 )
             if parsed.alias is not None:
@@ -384,7 +404,7 @@ class Registry(
                 raise self._no_such_version(con, parsed)
             return self._version_from_row(rows[0])
 
-    def _no_such_version(self, con: duckdb.DuckDBPyConnection, parsed: VersionRef) -> NotFoundError:
+    def _no_such_version(self, con: Connection, parsed: VersionRef) -> NotFoundError:
         name = parsed.model_name
         versions = [
             f"{name}:{r[0]}"
@@ -406,12 +426,13 @@ class Registry(
             missing = f"{name} has no version yet"
         if not versions:
             return NotFoundError(
-                f"{parsed} does not name a version in the registry {self.path}: {missing}.",
+                f"{parsed} does not name a version in the registry "
+                f"{self.display_location}: {missing}.",
                 "Register weights with `transferlab import local DIR --name "
                 f"{name}` (or import it from its hub).",
             )
         return NotFoundError(
-            f"{parsed} does not name a version in the registry {self.path}: {missing}.",
+            f"{parsed} does not name a version in the registry {self.display_location}: {missing}.",
             f"Its versions: {', '.join(versions)}; its aliases: {', '.join(aliases) or 'none'}.",
         )
 
@@ -441,9 +462,7 @@ class Registry(
 
     # -- results ----------------------------------------------------------------------------
 
-    def add_results(
-        self, rows: Iterable[dict], con: duckdb.DuckDBPyConnection | None = None
-    ) -> int:
+    def add_results(self, rows: Iterable[dict], con: Connection | None = None) -> int:
         """Insert result rows (dicts with the results columns) in one statement."""
         frame = pd.DataFrame(list(rows), columns=list(_RESULT_COLUMNS))
         if frame.empty:
@@ -459,12 +478,7 @@ class Registry(
                 return self.add_results(frame.to_dict("records"), con=own)
         for run_id in frame["run_id"].unique():
             self._require_run(con, run_id)
-        con.register("incoming_results", frame)
-        try:
-            columns = ", ".join(_RESULT_COLUMNS)
-            con.execute(f"INSERT INTO results ({columns}) SELECT {columns} FROM incoming_results")
-        finally:
-            con.unregister("incoming_results")
+        self.backend.dialect.insert_rows(con, "results", frame)
         return len(frame)
 
     def results(
@@ -505,23 +519,8 @@ class Registry(
     # -- profiles ---------------------------------------------------------------------------
 
     def save_profile(self, version_id: str, profile: dict) -> None:
-        known = PROFILE_COLUMNS
-        details = {k: v for k, v in profile.items() if k not in known}
         with self.connect() as con:
-            con.execute(
-                "INSERT OR REPLACE INTO profiles (version_id, measured_at, device, "
-                + ", ".join(known)
-                + ", details) VALUES (?, ?, ?, "
-                + ", ".join("?" for _ in known)
-                + ", ?)",
-                [
-                    version_id,
-                    utc_now(),
-                    profile.get("device", "cpu"),
-                    *[profile.get(k) for k in known],
-                    to_json(details),
-                ],
-            )
+            insert_profile(con, version_id, profile)
 
     def profiles(self, version_id: str | None = None) -> list[dict]:
         if version_id:
@@ -545,15 +544,7 @@ class Registry(
         if frame.empty:
             return 0
         with self.transaction() as con:
-            con.register("incoming_embeddings", frame)
-            try:
-                con.execute(
-                    "INSERT OR REPLACE INTO model_embeddings "
-                    "SELECT name, embedder, text_hash, embedding::FLOAT[384] "
-                    "FROM incoming_embeddings"
-                )
-            finally:
-                con.unregister("incoming_embeddings")
+            self.backend.dialect.insert_rows(con, "model_embeddings", frame, conflict_key=("name",))
         return len(frame)
 
 
@@ -563,8 +554,8 @@ def require_registry_file(path: str | os.PathLike[str] | None) -> Path | str:
     backend = open_backend(path, lock_timeout_s=lock_timeout_from_env())
     if not backend.exists():
         raise RegistryError(
-            f"No registry at {backend.path or backend.location}.",
+            f"No registry at {backend.display_location}.",
             "Create it with `transferlab init` (or point --registry / TRANSFERLAB_REGISTRY "
-            "at an existing file).",
+            "at an existing registry).",
         )
     return backend.path if backend.path is not None else backend.location

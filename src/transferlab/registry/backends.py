@@ -2,14 +2,17 @@
 
 Modelled on MLflow's tracking stores: a location is a plain path or a URI, and its scheme
 picks the backend. A plain path and `duckdb:///abs/path` open the built-in DuckDB backend
-(registry/duckdb_backend.py). Other packages add schemes through the entry-point group
-`transferlab.registry_backends` (`postgresql = my_package.pg:PostgresBackend`), read on a
-look-up of a scheme that is not built in. A scheme such as `postgresql+psycopg` falls back to
-the backend of `postgresql`.
+(registry/duckdb_backend.py); `postgresql://user@host:port/db` (or `postgres://`) the built-in
+PostgreSQL backend (registry/postgres_backend.py, which needs psycopg: the `postgres` extra).
+Other packages add schemes through the entry-point group `transferlab.registry_backends`
+(`labdb = my_package.lab:LabBackend`), read on a look-up of a scheme that is not built in. A
+scheme such as `postgresql+psycopg` falls back to the backend of `postgresql`.
 
 A backend owns the connection to the store: opening it, bringing its schema up to date, the
 transaction, and what its connections may run. The SQL of the registry's operations lives in
-the Registry methods (registry/*.py); no connection leaves the registry package.
+the Registry methods (registry/*.py), written once for every backend; the few fragments
+engines write differently come from the backend's `dialect` (registry/dialect.py). No
+connection leaves the registry package.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from transferlab.errors import RegistryError
+
+if TYPE_CHECKING:
+    from transferlab.registry.dialect import Dialect
 
 ENTRY_POINT_GROUP = "transferlab.registry_backends"
 REGISTRY_VARIABLE = "TRANSFERLAB_REGISTRY"
 DEFAULT_REGISTRY_NAME = "registry.duckdb"
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
-# Schemes handled in this package (the DuckDB backend is imported on first use).
-_BUILT_IN = {"duckdb": "transferlab.registry.duckdb_backend:DuckDBBackend"}
+# Schemes handled in this package (each backend is imported on first use).
+_BUILT_IN = {
+    "duckdb": "transferlab.registry.duckdb_backend:DuckDBBackend",
+    "postgresql": "transferlab.registry.postgres_backend:PostgresBackend",
+    "postgres": "transferlab.registry.postgres_backend:PostgresBackend",
+}
 
 
 class RegistryBackend(ABC):
@@ -44,6 +54,8 @@ class RegistryBackend(ABC):
     location: str
     #: the registry's file, for a backend that keeps it in one; None for a server
     path: Path | None = None
+    #: the SQL fragments this backend's engine writes its own way (registry/dialect.py)
+    dialect: Dialect
 
     @classmethod
     @abstractmethod
@@ -78,10 +90,16 @@ class RegistryBackend(ABC):
         """Whether this process may write the registry."""
         return True
 
-    def default_models_dir(self) -> Path:
-        """Where model weights go unless --models-dir / TRANSFERLAB_MODELS say otherwise."""
-        base = self.path.parent if self.path is not None else Path.cwd()
-        return base / "models"
+    @property
+    def display_location(self) -> str:
+        """The location as messages show it (a server backend hides any password)."""
+        return str(self.path) if self.path is not None else self.location
+
+    def default_models_dir(self) -> Path | None:
+        """Where model weights go unless --models-dir / TRANSFERLAB_MODELS say otherwise: a
+        `models` folder beside the registry's file. None for a registry with no file (a
+        server): its weights need one of those two settings."""
+        return self.path.parent / "models" if self.path is not None else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -165,9 +183,12 @@ def open_backend(
 MODELS_VARIABLE = "TRANSFERLAB_MODELS"
 
 
-def resolve_models_dir(explicit: str | os.PathLike[str] | None, backend: RegistryBackend) -> Path:
+def resolve_models_dir(
+    explicit: str | os.PathLike[str] | None, backend: RegistryBackend
+) -> Path | None:
     """Where model weights are written: an explicit folder (--models-dir) wins, then
-    TRANSFERLAB_MODELS, then the backend's default (a `models` folder beside the registry)."""
+    TRANSFERLAB_MODELS, then the backend's default (a `models` folder beside the registry
+    file; None for a registry on a server)."""
     chosen = explicit or os.environ.get(MODELS_VARIABLE, "").strip()
     if chosen:
         return Path(chosen).expanduser().resolve()

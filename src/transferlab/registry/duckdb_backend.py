@@ -16,6 +16,7 @@ import duckdb
 from transferlab.errors import RegistryError
 from transferlab.registry.backends import RegistryBackend, location_scheme
 from transferlab.registry.connection import connection, transaction
+from transferlab.registry.dialect import DuckDBDialect
 from transferlab.registry.files import (
     check_registry_path,
     create_folder,
@@ -33,6 +34,7 @@ _READ_STATEMENTS = frozenset(
 
 class DuckDBBackend(RegistryBackend):
     scheme = "duckdb"
+    dialect = DuckDBDialect()
 
     def __init__(self, path: Path, *, lock_timeout_s: float, location: str | None = None):
         self.path = path

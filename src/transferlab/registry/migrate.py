@@ -1,4 +1,6 @@
-"""Numbered schema migrations kept as SQL files beside this module."""
+"""Numbered schema migrations kept as SQL files beside this module: DuckDB's in migrations/,
+PostgreSQL's (the same numbers and names, types mapped) in migrations/postgresql/, applied by
+postgres_migrate.py."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ from transferlab.errors import RegistryError
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
-def available_migrations() -> list[tuple[int, str, str]]:
-    """(number, file name, SQL) for every migration shipped with the package, in order."""
+def available_migrations(engine: str = "duckdb") -> list[tuple[int, str, str]]:
+    """(number, file name, SQL) for every migration of `engine` (duckdb or postgresql)
+    shipped with the package, in order."""
     folder = resources.files("transferlab.registry") / "migrations"
+    if engine != "duckdb":
+        folder = folder / engine
     found = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -23,8 +28,18 @@ def available_migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def latest_schema_version() -> int:
-    return available_migrations()[-1][0]
+def latest_schema_version(engine: str = "duckdb") -> int:
+    return available_migrations(engine)[-1][0]
+
+
+def newer_schema_error(where: str, current: int, latest: int, elsewhere: str) -> RegistryError:
+    """The refusal of a registry written by a newer transferlab (nothing is changed)."""
+    return RegistryError(
+        f"The registry {where} has schema version {current}, but this transferlab only "
+        f"knows versions up to {latest}: it was written by a newer transferlab.",
+        "Upgrade transferlab (pip install -U transferlab), or point --registry / "
+        f"TRANSFERLAB_REGISTRY at {elsewhere}. The registry was not changed.",
+    )
 
 
 def current_schema_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -53,12 +68,7 @@ def migration_needed(con: duckdb.DuckDBPyConnection, path: str) -> bool:
     current = current_schema_version(con)
     latest = latest_schema_version()
     if current > latest:
-        raise RegistryError(
-            f"The registry {path} has schema version {current}, but this transferlab only "
-            f"knows versions up to {latest}: it was written by a newer transferlab.",
-            "Upgrade transferlab (pip install -U transferlab), or point --registry / "
-            "TRANSFERLAB_REGISTRY at another file. The registry was not changed.",
-        )
+        raise newer_schema_error(path, current, latest, "another file")
     if current == 0:
         tables = _user_tables(con)
         if tables:

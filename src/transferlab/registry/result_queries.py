@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from transferlab.registry.backends import RegistryBackend
+
 # A fine-tune run with its score on one metric and split (NULLs when it recorded none).
 _RUN_SCORES = (
     "SELECT u.run_id, u.kind, u.status, u.parameters, r.dataset, r.value, r.n_train, r.seed "
@@ -21,6 +23,8 @@ def _marks(values: Sequence[Any]) -> str:
 
 
 class ResultQueriesMixin:
+    backend: RegistryBackend
+
     if TYPE_CHECKING:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager: ...
@@ -120,15 +124,14 @@ class ResultQueriesMixin:
         if models is not None:
             if not models:
                 return []
-            clauses.append(
-                f"json_extract_string(u.parameters, '$.base_model') IN ({_marks(models)})"
-            )
+            base_model = self.backend.dialect.json_text("u.parameters", ["base_model"])
+            clauses.append(f"{base_model} IN ({_marks(models)})")
             params.extend(models)
         if fingerprint is not None:
-            clauses.append(
-                "(u.data_fingerprint = ? "
-                "OR json_extract_string(u.parameters, '$.data.splits.test.fingerprint') = ?)"
+            test_fingerprint = self.backend.dialect.json_text(
+                "u.parameters", ["data", "splits", "test", "fingerprint"]
             )
+            clauses.append(f"(u.data_fingerprint = ? OR {test_fingerprint} = ?)")
             params.extend([fingerprint, fingerprint])
         return self._rows(
             f"{_RUN_SCORES} WHERE {' AND '.join(clauses)} ORDER BY u.started_at", params

@@ -1,4 +1,4 @@
-"""Rows out of and values into DuckDB: JSON columns decoded, timestamps in naive UTC."""
+"""Rows out of and values into the registry: JSON columns decoded, timestamps in naive UTC."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
+# A connection of any backend: DuckDB's, or one that keeps its calling convention
+# (postgres_connection.PostgresConnection): execute(sql with ? placeholders, params) returns
+# a cursor with fetchall(), fetchone() and description.
+Connection = Any
 
 JSON_COLUMNS = {
     "requested",
@@ -25,7 +28,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+def dict_rows(con: Connection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
     """The result of a parameterized query as dicts, JSON columns decoded."""
     cursor = con.execute(sql, list(params))
     names = [column[0] for column in cursor.description]

@@ -21,12 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from transferlab.errors import NotFoundError, TransferlabError
 from transferlab.registry.processes import gone_reason, this_host, this_process
 from transferlab.registry.records import RUN_STATUSES
-from transferlab.registry.rows import dict_rows, to_json, utc_now
+from transferlab.registry.rows import Connection, dict_rows, to_json, utc_now
 
 if TYPE_CHECKING:
     from transferlab.registry.backends import RegistryBackend
@@ -71,7 +69,7 @@ def _decoded(row: dict) -> dict:
     return row
 
 
-def gone_runs(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def gone_runs(con: Connection) -> list[dict]:
     """Runs of this host still `running` whose process is gone, each with the error to record.
 
     One scan of the status column (no index: see migration 0003); /proc is read only for the
@@ -94,7 +92,7 @@ def gone_runs(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return found
 
 
-def remove_unfinished_model_folder(folder: Path, models_root: Path) -> bool:
+def remove_unfinished_model_folder(folder: Path, models_root: Path | None) -> bool:
     """Remove a fine-tune's output folder that holds no finished artefact: empty, or a save cut
     short (no ARTEFACT_MARKER). A folder with sub-folders is not what a save writes and is left
     alone. The empty `<models>/<name>` folder above it goes too. True if removed."""
@@ -119,7 +117,7 @@ def remove_unfinished_model_folder(folder: Path, models_root: Path) -> bool:
 class RunsMixin:
     """The run and sweep methods of Registry (registry/api.py)."""
 
-    path: Path
+    path: Path | None
 
     if TYPE_CHECKING:
 
@@ -128,7 +126,8 @@ class RunsMixin:
         def _rows(self, sql: str, params: Any = ()) -> list[dict]: ...
 
     backend: RegistryBackend
-    models_dir: Path
+    display_location: str
+    _models_dir: Path | None
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -221,36 +220,29 @@ class RunsMixin:
         with self.connect() as con:
             return self._interrupt(con, gone_runs(con))
 
-    def _interrupt(self, con: duckdb.DuckDBPyConnection, gone: list[dict]) -> list[str]:
+    def _interrupt(self, con: Connection, gone: list[dict]) -> list[str]:
         if not gone:
             return []
         now = utc_now()
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self.backend.transaction(con):
             for row in gone:
                 con.execute(
                     "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? "
                     "WHERE run_id = ? AND status = 'running'",
                     [now, row["error"], row["run_id"]],
                 )
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
         ids = [row["run_id"] for row in gone]
         self._remove_unfinished_folders(con, ids)
         return ids
 
-    def _remove_unfinished_folders(
-        self, con: duckdb.DuckDBPyConnection, run_ids: list[str]
-    ) -> None:
+    def _remove_unfinished_folders(self, con: Connection, run_ids: list[str]) -> None:
         """Remove the model folders of these (interrupted) runs that hold no finished artefact
         and that no registered version points into."""
         marks = ", ".join("?" for _ in run_ids)
         for row in dict_rows(
             con,
             f"SELECT run_id, parameters FROM runs WHERE run_id IN ({marks}) "
-            "AND list_contains(?, kind)",
+            f"AND {self.backend.dialect.list_contains('?', 'kind')}",
             [*run_ids, list(MODEL_FOLDER_KINDS)],
         ):
             folder = _decoded(row)["parameters"].get("output_dir")
@@ -263,12 +255,12 @@ class RunsMixin:
                 [row["run_id"], str(folder_path), str(folder_path) + os.sep],
             ).fetchall()[0][0]
             if not registered:
-                remove_unfinished_model_folder(folder_path, self.models_dir)
+                remove_unfinished_model_folder(folder_path, self._models_dir)
 
-    def _require_run(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    def _require_run(self, con: Connection, run_id: str) -> None:
         if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
             raise NotFoundError(
-                f"No run {run_id!r} in the registry {self.path}.",
+                f"No run {run_id!r} in the registry {self.display_location}.",
                 "List runs with `transferlab runs`.",
             )
 
@@ -352,8 +344,9 @@ class RunsMixin:
         """Link a planned run (its stable key) of a sweep to the run that holds its result."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO sweep_runs (sweep_id, run_key, run_id, reused) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO sweep_runs (sweep_id, run_key, run_id, reused) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (sweep_id, run_key) DO UPDATE SET run_id = excluded.run_id, "
+                "reused = excluded.reused",
                 [sweep_id, run_key, run_id, reused],
             )
 
@@ -370,10 +363,10 @@ class RunsMixin:
                 [status, utc_now(), to_json(summary), sweep_id],
             )
 
-    def _require_sweep_id(self, con: duckdb.DuckDBPyConnection, sweep_id: str) -> None:
+    def _require_sweep_id(self, con: Connection, sweep_id: str) -> None:
         if not con.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchall():
             raise NotFoundError(
-                f"No sweep {sweep_id!r} in the registry {self.path}.",
+                f"No sweep {sweep_id!r} in the registry {self.display_location}.",
                 "Run one with `transferlab sweep SWEEP.yaml`.",
             )
 
@@ -405,7 +398,8 @@ class RunsMixin:
         if not rows:
             known = sorted({row["name"] for row in self.sweeps()})
             raise NotFoundError(
-                f"No sweep with id or name {sweep_id_or_name!r} in the registry {self.path}.",
+                f"No sweep with id or name {sweep_id_or_name!r} in the registry "
+                f"{self.display_location}.",
                 "Known sweeps: "
                 + (", ".join(known) or "none yet")
                 + ". Run one with `transferlab sweep SWEEP.yaml`.",

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from transferlab.embeddings import EMBEDDING_DIM
+from transferlab.registry.rows import dict_rows
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+
+    from transferlab.registry.backends import RegistryBackend
+    from transferlab.registry.dialect import Dialect
 
 _SEARCH_COLUMNS = (
     "m.name, m.source, m.source_ref, m.task, m.architecture, m.library, m.license, "
@@ -36,7 +39,7 @@ class Filters(Protocol):
     runnable_here: bool
 
 
-def filter_sql(filters: Filters) -> tuple[str, list[Any]]:
+def filter_sql(filters: Filters, dialect: Dialect) -> tuple[str, list[Any]]:
     """The WHERE clause (or "") and its parameters for every filter but the query."""
     clauses, params = [], []
     if filters.task:
@@ -56,7 +59,7 @@ def filter_sql(filters: Filters) -> tuple[str, list[Any]]:
         clauses.append("m.source = ?")
         params.append(filters.source)
     for tag in filters.tags:
-        clauses.append("list_contains(m.tags, ?)")
+        clauses.append(dialect.list_contains("m.tags", "?"))
         params.append(tag)
     if filters.runnable_here:
         clauses.append(
@@ -79,6 +82,7 @@ class _Only:
 
 
 def _candidate_clauses(
+    dialect: Dialect,
     tasks: Sequence[str],
     head_types: Sequence[str],
     license: str,
@@ -99,7 +103,7 @@ def _candidate_clauses(
         ("max_params", _Only(max_params=max_params)),
         ("runnable_here", _Only(runnable_here=runnable_here)),
     ):
-        where, params = filter_sql(single)
+        where, params = filter_sql(single, dialect)
         if where:
             clauses[name] = (where.removeprefix(" WHERE "), params)
     return clauses
@@ -116,6 +120,8 @@ def _combine(clauses: dict[str, tuple[str, list[Any]]], skip: tuple[str, ...] = 
 
 
 class SearchQueriesMixin:
+    backend: RegistryBackend
+
     if TYPE_CHECKING:
 
         def connect(self, *, read_only: bool = False) -> AbstractContextManager: ...
@@ -129,21 +135,21 @@ class SearchQueriesMixin:
     ) -> list[dict]:
         """Models passing every filter: the `limit` most similar to `vector` (with `score`),
         or the first `limit` by name (score NULL)."""
-        where, params = filter_sql(filters)
+        dialect = self.backend.dialect
+        where, params = filter_sql(filters, dialect)
         if vector is not None:
-            # Rank on the narrow embeddings table first and join the wide model rows for the
-            # top k only: joining all 100k rows before sorting cost ~3.5x more
-            # (benchmarks/registry_bench).
-            candidates = f"SELECT m.name FROM models m{where}" if where else None
-            sql = (
-                "WITH top AS (SELECT name, array_cosine_similarity(embedding, "
-                f"?::FLOAT[{EMBEDDING_DIM}]) AS score FROM model_embeddings"
-                + (f" WHERE name IN ({candidates})" if candidates else "")
-                + " ORDER BY score DESC, name LIMIT ?) "
-                f"SELECT {_SEARCH_COLUMNS}, top.score FROM top JOIN models m USING (name) "
-                "ORDER BY top.score DESC, m.name"
-            )
-            return self._rows(sql, [vector, *params, limit])
+            # Rank the embeddings first (on the narrow embeddings table, or the cached matrix)
+            # and join the wide model rows for the top k only: joining all 100k rows before
+            # sorting cost ~3.5x more (benchmarks/registry_bench).
+            candidates = (f"SELECT m.name FROM models m{where}", params) if where else None
+            with self.connect(read_only=True) as con:
+                top, top_params = dialect.similarity_source(con, vector, candidates, limit)
+                sql = (
+                    f"WITH top AS {top} "
+                    f"SELECT {_SEARCH_COLUMNS}, top.score FROM top JOIN models m USING (name) "
+                    "ORDER BY top.score DESC, m.name"
+                )
+                return dict_rows(con, sql, top_params)
         # Names first, wide columns for the page only: ~15 % faster on 100k models.
         sql = (
             f"WITH top AS (SELECT m.name FROM models m{where} ORDER BY m.name LIMIT ?) "
@@ -154,12 +160,12 @@ class SearchQueriesMixin:
 
     def count_models_matching(self, filters: Filters) -> int:
         """How many models pass every filter (all models when none is set)."""
-        where, params = filter_sql(filters)
+        where, params = filter_sql(filters, self.backend.dialect)
         return self._rows(f"SELECT count(*) AS n FROM models m{where}", params)[0]["n"]
 
     def filter_is_set(self, filters: Filters) -> bool:
         """Whether any of the filters narrows the models."""
-        return bool(filter_sql(filters)[0])
+        return bool(filter_sql(filters, self.backend.dialect)[0])
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -174,7 +180,9 @@ class SearchQueriesMixin:
     ) -> dict[str, int]:
         """For each discovery filter in use (task, license, max_params, runnable_here), how
         many models pass it alone."""
-        clauses = _candidate_clauses(tasks, head_types, license, max_params, runnable_here)
+        clauses = _candidate_clauses(
+            self.backend.dialect, tasks, head_types, license, max_params, runnable_here
+        )
         with self.connect(read_only=True):
             return {
                 name: self._rows(f"SELECT count(*) AS n FROM models m WHERE {sql}", params)[0]["n"]
@@ -192,7 +200,8 @@ class SearchQueriesMixin:
     ) -> list[dict]:
         """Models passing discovery's task, license and max_params filters, most similar to
         `vector` first (`similarity`), else by name (similarity NULL)."""
-        clauses = _candidate_clauses(tasks, head_types, license, max_params, False)
+        dialect = self.backend.dialect
+        clauses = _candidate_clauses(dialect, tasks, head_types, license, max_params, False)
         where, params = _combine(clauses)
         if vector is None:
             sql = (
@@ -200,9 +209,13 @@ class SearchQueriesMixin:
                 "ORDER BY m.name"
             )
             return self._rows(sql, params)
-        sql = (
-            f"SELECT {_CANDIDATE_COLUMNS}, array_cosine_similarity(e.embedding, "
-            f"?::FLOAT[{EMBEDDING_DIM}]) AS similarity FROM models m LEFT JOIN model_embeddings e "
-            f"USING (name){where} ORDER BY similarity DESC NULLS LAST, m.name"
-        )
-        return self._rows(sql, [vector, *params])
+        with self.connect(read_only=True) as con:
+            scores, score_params = dialect.similarity_source(
+                con, vector, (f"SELECT m.name FROM models m{where}", params), None
+            )
+            sql = (
+                f"SELECT {_CANDIDATE_COLUMNS}, s.score AS similarity FROM models m "
+                f"LEFT JOIN {scores} s USING (name){where} "
+                "ORDER BY similarity DESC NULLS LAST, m.name"
+            )
+            return dict_rows(con, sql, [*score_params, *params])

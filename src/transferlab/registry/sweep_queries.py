@@ -67,7 +67,8 @@ class SweepQueriesMixin:
             row["run_id"]: {**row, "version_id": None, "test_accuracy": None}
             for row in self._rows(
                 "SELECT run_id, status, error, output_notebook, "
-                "date_diff('millisecond', started_at, finished_at) / 1000.0 AS seconds "
+                "CAST(extract(epoch FROM finished_at - started_at) AS DOUBLE PRECISION) "
+                "AS seconds "
                 f"FROM runs WHERE run_id IN ({marks})",
                 ids,
             )

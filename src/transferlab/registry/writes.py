@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from transferlab.registry.records import ModelRecord, VersionRecord
+from transferlab.registry.rows import Connection
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -44,7 +43,7 @@ _VERSION_COLUMNS = (
 )
 
 
-def existing_model(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any] | None:
+def existing_model(con: Connection, name: str) -> dict[str, Any] | None:
     """The models row called `name` (JSON columns as text), or None."""
     cursor = con.execute("SELECT * FROM models WHERE name = ?", [name])
     row = cursor.fetchone()
@@ -53,9 +52,7 @@ def existing_model(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any] 
     return dict(zip([c[0] for c in cursor.description], row, strict=True))
 
 
-def _version_at(
-    con: duckdb.DuckDBPyConnection, model_name: str, kind: str, uri: str
-) -> VersionRecord | None:
+def _version_at(con: Connection, model_name: str, kind: str, uri: str) -> VersionRecord | None:
     row = con.execute(
         f"SELECT {', '.join(_VERSION_COLUMNS)} FROM model_versions WHERE model_name = ? "
         "AND uri = ? AND kind = ? ORDER BY version DESC LIMIT 1",
@@ -71,14 +68,15 @@ def _version_at(
     return VersionRecord(**values)
 
 
-def _insert_profile(
-    con: duckdb.DuckDBPyConnection, version_id: str, profile: dict[str, Any]
-) -> None:
+def insert_profile(con: Connection, version_id: str, profile: dict[str, Any]) -> None:
+    """Write the version's profile on its device, replacing an earlier one."""
     details = {k: v for k, v in profile.items() if k not in PROFILE_COLUMNS}
+    updated = ", ".join(f"{c} = excluded.{c}" for c in ("measured_at", *PROFILE_COLUMNS, "details"))
     con.execute(
-        "INSERT OR REPLACE INTO profiles (version_id, measured_at, device, "
+        "INSERT INTO profiles (version_id, measured_at, device, "
         f"{', '.join(PROFILE_COLUMNS)}, details) VALUES (?, ?, ?, "
-        f"{', '.join('?' for _ in PROFILE_COLUMNS)}, ?)",
+        f"{', '.join('?' for _ in PROFILE_COLUMNS)}, ?) "
+        f"ON CONFLICT (version_id, device) DO UPDATE SET {updated}",
         [
             version_id,
             datetime.now(UTC).replace(tzinfo=None),
@@ -133,7 +131,7 @@ class WritesMixin:
                     record.name, "base", uri, metadata=metadata or {}, con=con
                 )
             if profile is not None:
-                _insert_profile(con, version.version_id, profile)
+                insert_profile(con, version.version_id, profile)
         return version
 
     def load_catalog(
@@ -172,7 +170,7 @@ class WritesMixin:
 
     def _write_catalog(
         self,
-        con: duckdb.DuckDBPyConnection,
+        con: Connection,
         records: Sequence[ModelRecord],
         uri_for: Callable[[ModelRecord], str | None],
     ) -> dict:
