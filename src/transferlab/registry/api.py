@@ -12,6 +12,7 @@ import getpass
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,7 +137,7 @@ class Registry(
         self._claimed_actor = actor or current_actor()
         self._token = token if token is not None else os.environ.get(TOKEN_VARIABLE)
         self._user = None  # the token's user, once a write on a team registry authenticated it
-        self._unguarded = 0
+        self._guard = threading.local()  # identity.py: its own transactions check roles
         self._ready = False
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -130,7 +131,7 @@ class IdentityMixin:
     _token: str | None
     _claimed_actor: str
     _user: User | None
-    _unguarded: int
+    _guard: threading.local  # `off`: inside an identity transaction of this thread
 
     if TYPE_CHECKING:
 
@@ -196,7 +197,7 @@ class IdentityMixin:
     def _check_writer(self, con: Connection) -> None:
         """Called on every write connection: on a team registry, authenticate the token and
         require the `write` role before anything is written."""
-        if self._unguarded:
+        if getattr(self._guard, "off", 0):
             return
         if _has_users(con):
             user = self._authenticated(con)
@@ -208,12 +209,12 @@ class IdentityMixin:
     @contextmanager
     def _identity_transaction(self) -> Iterator[Connection]:
         """A write transaction that checks roles itself (a reader may manage own tokens)."""
-        self._unguarded += 1
+        self._guard.off = getattr(self._guard, "off", 0) + 1
         try:
             with self.transaction() as con:
                 yield con
         finally:
-            self._unguarded -= 1
+            self._guard.off -= 1
 
     # -- users ----------------------------------------------------------------------------------
 
