@@ -22,12 +22,17 @@ import hmac
 import re
 import secrets
 import threading
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from transferlab.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from transferlab.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    TransferlabError,
+)
 from transferlab.registry.refs import validate_name
 from transferlab.registry.rows import Connection, dict_rows, utc_now
 
@@ -107,15 +112,11 @@ def parse_token(token: str) -> str:
 
 def _check_role(role: str) -> None:
     if role not in ROLES:
-        from transferlab.errors import TransferlabError
-
         raise TransferlabError(f"Unknown role {role!r}.", f"Use one of: {', '.join(ROLES)}.")
 
 
 def _check_days(days: float) -> None:
     if not 0 < days <= MAX_TOKEN_DAYS:
-        from transferlab.errors import TransferlabError
-
         raise TransferlabError(
             f"A token's lifetime must be more than 0 and at most {MAX_TOKEN_DAYS} days; "
             f"got {days:g}.",
@@ -143,8 +144,14 @@ class IdentityMixin:
 
     @property
     def actor(self) -> str:
-        """Who the audit log names: on a team registry the token's user (once a write has
-        authenticated it), else the name given or taken from the environment."""
+        """Who the audit log names: on a team registry the token's user, else the name given
+        or taken from the environment. Every write authenticates the token again; this only
+        reads, once, so that a report made before the first write names the same user."""
+        if self._user is None and self._token and not getattr(self._guard, "looked", False):
+            self._guard.looked = True
+            with suppress(TransferlabError), self.connect(read_only=True) as con:
+                if _has_users(con):
+                    self._user = _verify(con, self._token, self.display_location)
         return self._user.name if self._user is not None else self._claimed_actor
 
     @actor.setter
@@ -158,7 +165,7 @@ class IdentityMixin:
 
     def whoami(self) -> User | None:
         """The token's user on a team registry (authenticated now), None on a one-person one."""
-        with self._identity_transaction() as con:
+        with self.connect(read_only=True) as con:
             return self._authenticated(con) if _has_users(con) else None
 
     def authenticate(self, token: str) -> User:
