@@ -158,7 +158,7 @@ def test_force_is_an_admins_and_audited_as_forced(lab):
         assert code == 2 and "is refused `promotion.force`" in err
         assert snapshot(registry) == before
     code, out, err = _promote(lab, "ada", f"{MODEL}:1", "--force")
-    assert code == 0, err
+    assert code == 0 and "without a second approval" in out, err
     event = registry.history(MODEL)[-1]
     assert (event["action"], event["actor"], event["forced"]) == ("promote", "ada", True)
     assert registry.promotion_requests() == []

@@ -63,9 +63,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         print(f"{alias} is already {decision.version_id}: nothing to do")
     elif outcome.forced:
         failed = ", ".join(g.name for g in decision.failed)
+        past = f"past failed gate(s) {failed}" if failed else "without a second approval"
         print(
             f"FORCED {alias}: {outcome.from_version or '(unset)'} -> {decision.version_id} "
-            f"past failed gate(s) {failed}; the audit log records it as forced"
+            f"{past}; the audit log records it as forced"
         )
     else:
         print(f"promoted {alias}: {outcome.from_version or '(unset)'} -> {decision.version_id}")

@@ -79,10 +79,10 @@ def promote(
             "A promotion needs a reason.", 'Say why: --reason "beats production on macro F1".'
         )
     policy = policy or load_policy()
-    four_eyes = False
-    if registry.team_mode():  # each check refuses before anything is read or written
-        protected = target in PROTECTED_ALIASES
-        four_eyes = protected and not force
+    team = registry.team_mode()
+    protected = team and target in PROTECTED_ALIASES  # moves only with a second person's yes
+    four_eyes = protected and not force
+    if team:  # each check refuses before anything is read or written
         if force:
             registry.require_action("promotion.force")
         registry.require_action("promotion.request" if protected else "alias.move")
@@ -99,7 +99,7 @@ def promote(
                 decision.version_id, target, reason, evidence=details
             )
             return Promotion(decision, False, False, decision.holder, request=request)
-        forced = bool(decision.failed) or (force and target in PROTECTED_ALIASES)
+        forced = bool(decision.failed) or protected  # an admin skipped the approval
         moved = registry.set_alias(
             decision.version_id,
             target,
