@@ -181,6 +181,7 @@ def test_the_audit_log_names_the_token_user_not_a_claimed_name(team, monkeypatch
     contributor.remove_alias(MODEL, "champion", reason="not any more")
     assert [e["actor"] for e in team.plain.history(MODEL)] == ["carl", "carl"]
     assert contributor.actor == "carl"
+    assert team.handle(team.tokens["approver"], actor="mallory").actor == "april"  # before a write
     assert Registry(team.location).actor == "mallory"  # no token: the claim, and it may not write
 
 
