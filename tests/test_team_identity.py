@@ -400,3 +400,21 @@ def test_a_schema_3_registry_upgrades_in_place(registry_location):
     assert not registry.team_mode()
     registry.add_user("ada", "admin")
     assert registry.team_mode()
+
+
+def test_reading_runs_needs_no_token_even_when_a_gone_run_is_marked(team):
+    """`transferlab runs` marks this host's runs whose process is gone as interrupted:
+    housekeeping, which a reader without a token may trigger."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    run_id = team.admin.start_run("finetune")
+    with team.admin.connect() as con:
+        con.execute("UPDATE runs SET pid = ? WHERE run_id = ?", [child.pid, run_id])
+    reader = Registry(team.location)  # no token
+    (run,) = [r for r in reader.runs() if r["run_id"] == run_id]
+    assert run["status"] == "interrupted"
+    with pytest.raises(AuthenticationError):
+        reader.start_run("finetune")
