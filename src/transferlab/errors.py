@@ -38,3 +38,12 @@ class ModelSourceError(TransferlabError):
 
 class DataError(TransferlabError):
     """Labelled data that cannot be used as given."""
+
+
+class AuthenticationError(TransferlabError):
+    """A team registry refused a token: none, malformed, unknown, forged, revoked, expired, or
+    its user disabled. Nothing was changed."""
+
+
+class PermissionDeniedError(TransferlabError):
+    """The authenticated user's role does not allow the action. Nothing was changed."""

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         registry_commands,
         run_commands,
         sweep_commands,
+        team_commands,
     )
 
     common = argparse.ArgumentParser(add_help=False)
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folder beside the registry)",
     )
     common.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="API token of a team registry (default: $TRANSFERLAB_TOKEN, which keeps it out "
+        "of shell history and process lists)",
+    )
+    common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
     )
     parser = argparse.ArgumentParser(
@@ -56,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     promotion_commands.add_commands(commands, common)
     sweep_commands.add_commands(commands, common)
     catalog_commands.add_commands(commands, common)
+    team_commands.add_commands(commands, common)
     return parser
 
 
@@ -102,15 +110,25 @@ def _models_dir(folder: str | None) -> Iterator[None]:
         return
     from transferlab.registry.backends import MODELS_VARIABLE
 
-    previous = os.environ.get(MODELS_VARIABLE)
-    os.environ[MODELS_VARIABLE] = str(Path(folder).expanduser().resolve())
+    with _environment(MODELS_VARIABLE, str(Path(folder).expanduser().resolve())):
+        yield
+
+
+@contextlib.contextmanager
+def _environment(variable: str, value: str | None) -> Iterator[None]:
+    """`variable` set to `value` while the command runs (nothing when None), then restored."""
+    if value is None:
+        yield
+        return
+    previous = os.environ.get(variable)
+    os.environ[variable] = value
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop(MODELS_VARIABLE, None)
+            os.environ.pop(variable, None)
         else:
-            os.environ[MODELS_VARIABLE] = previous
+            os.environ[variable] = previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,9 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.registry = getattr(args, "registry", None)
     args.json = getattr(args, "json", False)
     args.models_dir = getattr(args, "models_dir", None)
+    # --token as TRANSFERLAB_TOKEN, so every Registry the command opens (and the notebooks and
+    # workers it starts) writes as the token's user on a team registry.
+    token = getattr(args, "token", None)
     _stacks_on_sigusr1()
     try:
-        with _sigterm_as_interrupt(), _models_dir(args.models_dir):
+        with (
+            _sigterm_as_interrupt(),
+            _models_dir(args.models_dir),
+            _environment("TRANSFERLAB_TOKEN", token),
+        ):
             return args.handler(args) or 0
     except TransferlabError as error:
         print(f"error: {error.problem}", file=sys.stderr)

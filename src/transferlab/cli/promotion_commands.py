@@ -15,7 +15,7 @@ def _registry(args: argparse.Namespace) -> Registry:
     return Registry(args.registry)
 
 
-def _gate_lines(decision) -> list[str]:
+def gate_lines(decision) -> list[str]:
     width = max(len(g.name) for g in decision.gates)
     lines = []
     for gate in decision.gates:
@@ -41,7 +41,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             emit_json({"moved": False, "forced": False, **decision.to_dict()})
         else:
             print(f"{decision.model_name}@{decision.target} stays {decision.holder or '(unset)'}")
-            print("\n".join(_gate_lines(decision)))
+            print("\n".join(gate_lines(decision)))
         # The gates are listed above; stderr says only that it was refused and what to do.
         print(f"error: {refused.problem.splitlines()[0]}", file=sys.stderr)
         print(f"  fix: {refused.fix}", file=sys.stderr)
@@ -51,17 +51,26 @@ def cmd_promote(args: argparse.Namespace) -> int:
         emit_json(outcome.to_dict())
         return 0
     alias = f"{decision.model_name}@{decision.target}"
-    if not outcome.moved:
+    if outcome.request is not None:
+        request = outcome.request
+        print(
+            f"opened request #{request['request_id']}: {alias} "
+            f"{outcome.from_version or '(unset)'} -> {decision.version_id}, the gates hold; "
+            f"another approver decides it with `transferlab approve {request['request_id']}` "
+            f"(or `transferlab reject {request['request_id']} --reason ...`)"
+        )
+    elif not outcome.moved:
         print(f"{alias} is already {decision.version_id}: nothing to do")
     elif outcome.forced:
         failed = ", ".join(g.name for g in decision.failed)
+        past = f"past failed gate(s) {failed}" if failed else "without a second approval"
         print(
             f"FORCED {alias}: {outcome.from_version or '(unset)'} -> {decision.version_id} "
-            f"past failed gate(s) {failed}; the audit log records it as forced"
+            f"{past}; the audit log records it as forced"
         )
     else:
         print(f"promoted {alias}: {outcome.from_version or '(unset)'} -> {decision.version_id}")
-    print("\n".join(_gate_lines(decision)))
+    print("\n".join(gate_lines(decision)))
     return 0
 
 
@@ -146,13 +155,17 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     promote = command(
         "promote",
         cmd_promote,
-        "move a model's staging/production alias to a version when the promotion gates hold",
+        "move a model's staging/production alias to a version when the promotion gates hold "
+        "(production on a team registry: open a request for another approver)",
     )
     promote.add_argument("version", help="name:N or name@alias")
     promote.add_argument("--to", required=True, choices=["staging", "production"])
     promote.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     promote.add_argument(
-        "--force", action="store_true", help="move even if gates fail (recorded as forced)"
+        "--force",
+        action="store_true",
+        help="move even if gates fail (recorded as forced); on a team registry: an admin's, "
+        "and production moves without approval",
     )
     promote.add_argument("--policy", help=policy_help)
 

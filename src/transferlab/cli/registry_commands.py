@@ -191,7 +191,13 @@ def cmd_history(args: argparse.Namespace) -> int:
         moved = row["from_version"] or row["to_version"]  # catalog changes move no version
         row["move"] = f"{row['from_version'] or '-'} -> {row['to_version'] or '-'}" if moved else ""
         row["forced"] = "FORCED" if row["forced"] else ""
+        request = (row["details"] or {}).get("request_id")  # four-eyes: request and decision
+        if request is not None:
+            row["request"] = f"#{request}"
+            row["move"] = row["move"] or f"asks {row['details'].get('version')}"
     columns = ["occurred_at", "actor", "action", "model_name", "alias", "move", "reason", "forced"]
+    if any("request" in row for row in rows):
+        columns.insert(columns.index("move") + 1, "request")
     print(format_table(rows, columns) if rows else "nothing recorded in the audit log")
     return 0
 

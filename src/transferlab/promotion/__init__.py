@@ -17,10 +17,12 @@ A refusal raises PromotionRefused with every failed gate and its numbers; nothin
 
 Modules: policy (the YAML policy, loaded and checked), evidence (benchmark results summarised
 over seeds; lineage and licence), gates (each gate and the decision), moves (`promote`: moving
-the alias, audited), ranking (`leaderboard`). Everything is importable from
+the alias, audited; a request on a team registry), approvals (four-eyes: approve, reject),
+ranking (`leaderboard`). Everything is importable from
 `transferlab.promotion`.
 """
 
+from transferlab.promotion.approvals import Approval, approve, reject
 from transferlab.promotion.evidence import (
     EVIDENCE_RUN_KIND,
     Summary,
@@ -47,6 +49,7 @@ from transferlab.promotion.policy import (
 from transferlab.promotion.ranking import DEFAULT_KEY_METRICS, leaderboard
 
 __all__ = [
+    "Approval",
     "DEFAULT_KEY_METRICS",
     "DEFAULT_POLICY_PATH",
     "EVIDENCE_RUN_KIND",
@@ -63,6 +66,7 @@ __all__ = [
     "SummaryKey",
     "TaskPolicy",
     "allows_commercial_use",
+    "approve",
     "effective_licence",
     "evaluate_promotion",
     "leaderboard",
@@ -71,6 +75,7 @@ __all__ = [
     "parse_policy",
     "policy_path",
     "promote",
+    "reject",
     "suite_summaries",
     "suites_with_results",
     "summarise",

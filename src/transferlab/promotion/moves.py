@@ -1,4 +1,8 @@
-"""Promote: check the gates and move the alias, audited; refuse (or force) when one fails."""
+"""Promote: check the gates and move the alias, audited; refuse (or force) when one fails.
+
+On a team registry (one with users, registry/identity.py) a protected alias (production) does
+not move here: when the gates hold, promote opens a request that another person approves
+(promotion/approvals.py); `force` is an admin's, and recorded as forced."""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import Any
 
 from transferlab.errors import TransferlabError
 from transferlab.promotion.gates import Decision, check_target, evaluate_promotion
-from transferlab.promotion.policy import Policy, load_policy
+from transferlab.promotion.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from transferlab.registry import Registry
+from transferlab.registry.identity import PROTECTED_ALIASES
 
 PROMOTE_ACTION = "promote"
 
@@ -33,17 +38,20 @@ class PromotionRefused(TransferlabError):
 
 @dataclass
 class Promotion:
-    """What `promote` did: moved the alias (from -> to), or nothing when it already held it."""
+    """What `promote` did: moved the alias (from -> to), nothing when it already held it, or
+    (a protected alias on a team registry) opened `request` for a second person to approve."""
 
     decision: Decision
     moved: bool
     forced: bool
     from_version: str | None
+    request: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "moved": self.moved,
             "forced": self.forced,
+            "request": self.request,
             "from": self.from_version,
             "to": self.decision.version_id,
             **self.decision.to_dict(),
@@ -71,22 +79,27 @@ def promote(
             "A promotion needs a reason.", 'Say why: --reason "beats production on macro F1".'
         )
     policy = policy or load_policy()
+    team = registry.team_mode()
+    protected = team and target in PROTECTED_ALIASES  # moves only with a second person's yes
+    four_eyes = protected and not force
+    if team:  # each check refuses before anything is read or written
+        if force:
+            registry.require_action("promotion.force")
+        registry.require_action("promotion.request" if protected else "alias.move")
+        check_policy_choice(registry, policy)
     with registry.session():
         decision = evaluate_promotion(registry, ref, target, policy)
         if decision.holder == decision.version_id:
             return Promotion(decision, moved=False, forced=False, from_version=decision.holder)
         if decision.failed and not force:
             raise PromotionRefused(decision)
-        forced = bool(decision.failed)
-        details = {
-            "policy": decision.policy,
-            "suite": decision.suite,
-            "compared_with": decision.holder,
-            "failed_gates": [
-                {"gate": g.name, "lines": g.lines, "numbers": g.numbers} for g in decision.failed
-            ],
-            "gates": {g.name: g.status for g in decision.gates},
-        }
+        details = gate_details(decision)
+        if four_eyes:
+            request = registry.open_promotion_request(
+                decision.version_id, target, reason, evidence=details
+            )
+            return Promotion(decision, False, False, decision.holder, request=request)
+        forced = bool(decision.failed) or protected  # an admin skipped the approval
         moved = registry.set_alias(
             decision.version_id,
             target,
@@ -96,3 +109,23 @@ def promote(
             details=details,
         )
     return Promotion(decision, moved=True, forced=forced, from_version=moved["from"])
+
+
+def gate_details(decision: Decision) -> dict[str, Any]:
+    """The gates' verdicts as the audit log and a promotion request keep them."""
+    return {
+        "policy": decision.policy,
+        "suite": decision.suite,
+        "compared_with": decision.holder,
+        "failed_gates": [
+            {"gate": g.name, "lines": g.lines, "numbers": g.numbers} for g in decision.failed
+        ],
+        "gates": {g.name: g.status for g in decision.gates},
+    }
+
+
+def check_policy_choice(registry: Registry, policy: Policy) -> None:
+    """On a team registry the gates are the packaged policy's; another file (--policy,
+    TRANSFERLAB_PROMOTION_POLICY) is an admin's choice."""
+    if policy.source != str(DEFAULT_POLICY_PATH):
+        registry.require_action("policy.override")

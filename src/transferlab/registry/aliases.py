@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferlab.errors import NotFoundError
+from transferlab.registry.identity import PROTECTED_ALIASES
 from transferlab.registry.refs import validate_name
 from transferlab.registry.rows import Connection, dict_rows, to_json
 
@@ -34,6 +35,8 @@ class AliasesMixin:
 
         def _rows(self, sql: str, params: Any = ()) -> list[dict]: ...
 
+        def _require_in(self, con: Connection, action: str) -> Any: ...
+
     def set_alias(
         self,
         ref: str,
@@ -48,31 +51,12 @@ class AliasesMixin:
         validate_name(alias, "alias")
         version = self.resolve(ref)
         with self.transaction() as con:
-            previous = con.execute(
-                "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?",
-                [version.model_name, alias],
-            ).fetchall()
-            from_version = previous[0][0] if previous else None
-            con.execute(
-                "INSERT INTO aliases (model_name, alias, version_id, updated_at) "
-                "VALUES (?, ?, ?, current_timestamp) ON CONFLICT (model_name, alias) DO UPDATE SET "
-                "version_id = excluded.version_id, updated_at = excluded.updated_at",
-                [version.model_name, alias, version.version_id],
-            )
-            con.execute(
-                "INSERT INTO audit_log (actor, action, model_name, alias, from_version, "
-                "to_version, reason, forced, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    self.actor,
-                    action,
-                    version.model_name,
-                    alias,
-                    from_version,
-                    version.version_id,
-                    reason,
-                    forced,
-                    to_json(details or {}),
-                ],
+            protected = alias in PROTECTED_ALIASES
+            user = self._require_in(con, "alias.protected" if protected else "alias.move")
+            if user is not None and protected:
+                forced = True  # a team registry: an admin skipped the four-eyes approval
+            from_version = move_alias(
+                con, self.actor, version, alias, reason, action, forced, details or {}
             )
         return {
             "model": version.model_name,
@@ -83,6 +67,7 @@ class AliasesMixin:
 
     def remove_alias(self, model_name: str, alias: str, *, reason: str | None = None) -> None:
         with self.transaction() as con:
+            self._require_in(con, "alias.protected" if alias in PROTECTED_ALIASES else "alias.move")
             previous = con.execute(
                 "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?",
                 [model_name, alias],
@@ -151,3 +136,44 @@ class AliasesMixin:
                     self._suggest(con, model_name),
                 )
             return found
+
+
+def move_alias(
+    con: Connection,
+    actor: str,
+    version: VersionRecord,
+    alias: str,
+    reason: str | None,
+    action: str,
+    forced: bool,
+    details: dict,
+) -> str | None:
+    """Point the alias at the version and write its audit entry, in the caller's transaction;
+    returns the version it pointed at before."""
+    previous = con.execute(
+        "SELECT version_id FROM aliases WHERE model_name = ? AND alias = ?",
+        [version.model_name, alias],
+    ).fetchall()
+    from_version = previous[0][0] if previous else None
+    con.execute(
+        "INSERT INTO aliases (model_name, alias, version_id, updated_at) "
+        "VALUES (?, ?, ?, current_timestamp) ON CONFLICT (model_name, alias) DO UPDATE SET "
+        "version_id = excluded.version_id, updated_at = excluded.updated_at",
+        [version.model_name, alias, version.version_id],
+    )
+    con.execute(
+        "INSERT INTO audit_log (actor, action, model_name, alias, from_version, "
+        "to_version, reason, forced, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            actor,
+            action,
+            version.model_name,
+            alias,
+            from_version,
+            version.version_id,
+            reason,
+            forced,
+            to_json(details),
+        ],
+    )
+    return from_version

@@ -12,6 +12,7 @@ import getpass
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +22,10 @@ import pandas as pd
 
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.aliases import AliasesMixin
+from transferlab.registry.approvals import ApprovalsMixin
 from transferlab.registry.backends import RegistryBackend, open_backend, resolve_models_dir
 from transferlab.registry.connection import lock_timeout_from_env
+from transferlab.registry.identity import TOKEN_VARIABLE, IdentityMixin
 from transferlab.registry.model_queries import ModelQueriesMixin
 from transferlab.registry.records import (
     SOURCES,
@@ -89,6 +92,8 @@ def record_hash(record: ModelRecord) -> str:
 
 
 class Registry(
+    IdentityMixin,
+    ApprovalsMixin,
     AliasesMixin,
     RunsMixin,
     ModelQueriesMixin,
@@ -105,6 +110,10 @@ class Registry(
     `models_dir` is where model weights are written (fine-tunes): an explicit value
     wins, then TRANSFERLAB_MODELS, then a `models` folder beside the registry file; a
     registry on a server has no such folder and needs one of the first two.
+
+    `token` (default: $TRANSFERLAB_TOKEN) is who is writing on a team registry, one with
+    users (identity.py): every write authenticates it and checks its user's role, and the
+    audit log names that user. A registry with no user ignores it.
     """
 
     def __init__(
@@ -114,6 +123,7 @@ class Registry(
         lock_timeout_s: float | None = None,
         actor: str | None = None,
         models_dir: str | os.PathLike[str] | None = None,
+        token: str | None = None,
     ):
         self.lock_timeout_s = (
             lock_timeout_s if lock_timeout_s is not None else lock_timeout_from_env()
@@ -124,7 +134,10 @@ class Registry(
         #: the location as messages show it (a server's without its password)
         self.display_location = self.backend.display_location
         self._models_dir = resolve_models_dir(models_dir, self.backend)
-        self.actor = actor or current_actor()
+        self._claimed_actor = actor or current_actor()
+        self._token = token if token is not None else os.environ.get(TOKEN_VARIABLE)
+        self._user = None  # the token's user, once a write on a team registry authenticated it
+        self._guard = threading.local()  # identity.py: its own transactions check roles
         self._ready = False
 
     def __repr__(self) -> str:
@@ -156,7 +169,9 @@ class Registry(
 
         `read_only` attaches a DuckDB file READ_ONLY under a shared lock (other processes may
         read at the same time, and it works on a registry this process may not write); on
-        PostgreSQL it is a read-only snapshot that no writer waits for.
+        PostgreSQL it is a read-only snapshot that no writer waits for. A write connection to
+        a team registry first authenticates the token (identity.py) and refuses a user whose
+        role may not write, before anything is written.
         """
         if not self._ready:
             # Once per Registry: refuse a location that is no registry, bring the schema up
@@ -164,6 +179,8 @@ class Registry(
             self.backend.prepare(gone_runs, self._interrupt)
             self._ready = True
         with self.backend.connection(read_only=read_only) as con:
+            if not read_only:
+                self._check_writer(con)  # a team registry: the token's user, role `write`
             yield con
 
     @contextmanager

@@ -21,6 +21,7 @@ JSON_COLUMNS = {
     "package_versions",
     "metrics",
     "details",
+    "evidence",
 }
 
 
