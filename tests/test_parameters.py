@@ -9,12 +9,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.conftest import write_template
 from transferlab import Registry
 
 
 def _typed_template(path: Path) -> Path:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell(
+    return write_template(
+        path,
         "run_id = None\n"
         "registry_path = None\n"
         "count = 3\n"
@@ -23,18 +24,9 @@ def _typed_template(path: Path) -> Path:
         "flag = True\n"
         "items = ['x']\n"
         "anything = None\n"
-        "patience = 2  # None turns it off\n"
+        "patience = 2  # None turns it off\n",
+        "print(repr((count, ratio, label, flag, items, anything, patience)))",
     )
-    params.metadata["tags"] = ["parameters"]
-    body = "print(repr((count, ratio, label, flag, items, anything, patience)))"
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
 
 
 WRONG_TYPES = [

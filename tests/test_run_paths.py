@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.conftest import write_template
 from tests.test_sweep import _write_data
 from transferlab import Registry
 
@@ -19,25 +20,14 @@ PATH_NAMES = ("data", "train", "validation", "test", "output_dir", "base", "suit
 def _echo_template(path: Path) -> Path:
     """A light template with the bundled templates' path parameters: it prints what it got and
     whether each value exists from the kernel's working folder."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell(
-        "run_id = None\nregistry_path = None\n" + "".join(f"{n} = None\n" for n in PATH_NAMES)
-    )
-    params.metadata["tags"] = ["parameters"]
-    body = (
+    return write_template(
+        path,
+        "run_id = None\nregistry_path = None\n" + "".join(f"{n} = None\n" for n in PATH_NAMES),
         "import json, os\n"
         f"names = {PATH_NAMES!r}\n"
         "print(json.dumps({n: [globals()[n], globals()[n] is not None and "
-        "os.path.exists(str(globals()[n]))] for n in names}))"
+        "os.path.exists(str(globals()[n]))] for n in names}))",
     )
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
 
 
 def test_relative_paths_start_at_the_current_folder_and_are_recorded_absolute(
