@@ -136,9 +136,9 @@ class TemplateSignature:
         """What the template would refuse in these (typed, resolved) parameters before doing
         any work: a finetune request as its config resolution checks it."""
         if self.template == "finetune":
-            from transferlab.finetuning.config import FinetuneConfig, check_request
+            from transferlab.finetuning.config import check_request
 
-            check_request(FinetuneConfig(**finetune_settings({**self.defaults, **parameters})))
+            check_request(finetune_config({**self.defaults, **parameters}))
 
     def prepare(self, parameters: dict[str, Any], start: Path | None = None) -> dict[str, Any]:
         """Names, types, absolute paths, values: the parameters a run is recorded with."""
@@ -198,8 +198,9 @@ def _signature(path: str, mtime_ns: int) -> TemplateSignature:
 
 def finetune_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """FinetuneConfig arguments from finetune-template parameters (other names are ignored;
-    no data given: the sample data). The one place a request is built from parameters: the
-    template (through `finetune_config`), the run-time checks above and the sweep planner."""
+    no data given: the sample data). The one place a request is built from parameters:
+    `finetune_config` wraps it for the template, the run-time checks above and the sweep
+    planner."""
     from transferlab.data import sample_data_path
     from transferlab.finetuning.config import FinetuneConfig
 

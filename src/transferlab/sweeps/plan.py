@@ -123,10 +123,9 @@ def finetune_data_fingerprint(parameters: dict[str, Any]) -> str:
     Built from the request's data settings alone, with the code the run itself uses
     (`requested_splits`: sources, splitting, few-shot sampling); no model is resolved or read.
     """
-    from transferlab.finetuning.config import FinetuneConfig, requested_splits
-    from transferlab.parameters import finetune_settings, signature
+    from transferlab.finetuning.config import requested_splits
+    from transferlab.parameters import finetune_config, signature
     from transferlab.runner import template_path
 
     defaults = signature(template_path("finetune")).defaults
-    settings = finetune_settings({**defaults, **parameters})
-    return requested_splits(FinetuneConfig(**settings)).fingerprint()
+    return requested_splits(finetune_config({**defaults, **parameters})).fingerprint()
