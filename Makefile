@@ -19,8 +19,15 @@ demo: $(STAMP)
 	$(BIN)/python -m transferlab.demo
 
 # Every tier: tests and the notebooks (nbval), real MiniLM, training, browser, GPU where present.
+# One pytest-xdist worker per core (at most 4), each test file on one worker (its module
+# fixtures built once), torch one thread per worker: two workers on 2 cores take about 2/3 of
+# the time one worker with two torch threads takes (most tests start kernels and processes,
+# which one thread cannot share out), and no worker's training starves the other's.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) lint
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 tests templates notebooks --nbval-lax
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile \
+		tests templates notebooks --nbval-lax
 
 # The inner loop (about 2 minutes on 2 busy cores): no real pre-trained weights, nothing trained, no
 # template or notebook run, no browser, no GPU (markers in pyproject.toml).
