@@ -8,6 +8,7 @@ own way comes from `self.backend.dialect` (dialect.py).
 
 from __future__ import annotations
 
+import copy
 import getpass
 import hashlib
 import json
@@ -142,6 +143,20 @@ class Registry(
 
     def __repr__(self) -> str:
         return f"Registry({self.display_location!r})"
+
+    def with_token(self, token: str | None, *, actor: str | None = None) -> Registry:
+        """This registry for another caller: the same backend (its schema already prepared),
+        its own token and user. The REST service makes one per request, so every request is
+        authenticated and authorised by the same code as a client's (identity.py). `token`
+        None or "" means no token (never $TRANSFERLAB_TOKEN); `actor` names the writer on a
+        registry without users."""
+        other = copy.copy(self)
+        other._token = token or None
+        other._user = None
+        other._guard = threading.local()
+        if actor is not None:
+            other._claimed_actor = actor
+        return other
 
     @property
     def models_dir(self) -> Path:

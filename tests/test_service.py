@@ -1,0 +1,599 @@
+"""The REST service (`transferlab serve`) under a real uvicorn on a loopback port, no mocks:
+health and readiness, the OpenAPI page, the token matrix (every role and every bad credential
+on a representative set of endpoints; refused calls change nothing), bad input, four-eyes over
+HTTP, the artefact store (content-addressed upload, verified download, the sweep of what a
+killed upload leaves) and the command itself (JSON access log, refusal, SIGTERM). On both
+backends where it takes the `registry` fixture."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from tests.conftest import transferlab_executable  # noqa: E402
+from tests.test_promotion import MODEL, build_registry  # noqa: E402
+from tests.test_team_identity import Team, _prepared, _request, snapshot  # noqa: E402
+from transferlab import Registry  # noqa: E402
+from transferlab.errors import PermissionDeniedError  # noqa: E402
+from transferlab.registry import identity  # noqa: E402
+from transferlab.registry.identity import ROLES  # noqa: E402
+from transferlab.service import create_app  # noqa: E402
+from transferlab.service.artefacts import host_label  # noqa: E402
+
+# -- a real server and a plain HTTP client --------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Served:
+    """An app under uvicorn in a thread, on a free loopback port (port 0: the kernel picks)."""
+
+    def __init__(self, app):
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=5
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive(), "the server did not start"
+            assert time.monotonic() < deadline, "the server took over 30 s to start"
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+
+    def call(self, method, path, *, token=None, body=None, raw=None, headers=None) -> Reply:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        if raw is not None:
+            data = raw
+            sent.setdefault("Content-Type", "application/octet-stream")
+        con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            con.request(method, path, body=data, headers=sent)
+            response = con.getresponse()
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return Reply(response.status, response.read(), headers)
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(location, **create_app options) -> a running Served; all stopped afterwards."""
+    running = []
+
+    def start(location, **options) -> Served:
+        options.setdefault("artefact_dir", tmp_path / "artefacts")
+        served = Served(create_app(location, **options))
+        running.append(served)
+        return served
+
+    yield start
+    for served in running:
+        served.stop()
+
+
+@pytest.fixture
+def team(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Team:
+    monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
+    build_registry(registry)
+    return Team(registry)
+
+
+def _ok(reply: Reply) -> bool:
+    return 200 <= reply.status < 300
+
+
+# -- health, readiness, OpenAPI -------------------------------------------------------------------
+
+
+def test_health_readiness_and_the_openapi_page(team, serve):
+    served = serve(team.location)
+    assert served.call("GET", "/healthz").json() == {"status": "ok"}
+    ready = served.call("GET", "/readyz")
+    assert ready.status == 200 and ready.json()["status"] == "ready", ready.body
+    spec = served.call("GET", "/openapi.json").json()
+    assert "/v1/runs" in spec["paths"] and "/v1/artefacts/{sha256}" in spec["paths"]
+    page = served.call("GET", "/docs")
+    assert page.status == 200 and b"swagger" in page.body.lower()
+    assert served.call("GET", "/v1/whoami", token=team.tokens["reader"]).json() == {
+        "name": "rita",
+        "role": "reader",
+        "team_mode": True,
+    }
+    assert served.call("GET", "/healthz").headers.get("x-request-id")
+
+
+# -- who may do what ------------------------------------------------------------------------------
+
+
+def _alias_body(team, role):
+    return {"version": f"{MODEL}:2", "alias": f"champion-{role}", "reason": "matrix"}
+
+
+# endpoint -> (action needed, method, path or path(team), body(team, role) or None, setup)
+ENDPOINTS = {
+    "show a model": ("read", "GET", f"/v1/models/{MODEL}", None, None),
+    "list runs": ("read", "GET", "/v1/runs", None, None),
+    "search": ("read", "GET", "/v1/models?task=text-classification", None, None),
+    "history": ("read", "GET", "/v1/history", None, None),
+    "record a run": ("write", "POST", "/v1/runs", lambda t, r: {"kind": "benchmark"}, None),
+    "register a version": (
+        "write",
+        "POST",
+        f"/v1/models/{MODEL}/versions",
+        lambda t, r: {"kind": "adapter", "uri": f"/nowhere/{r}"},
+        None,
+    ),
+    "set an alias": ("alias.move", "POST", "/v1/aliases", _alias_body, None),
+    "set production directly": (
+        "alias.protected",
+        "POST",
+        "/v1/aliases",
+        lambda t, r: {"version": f"{MODEL}:3", "alias": "production", "reason": r},
+        None,
+    ),
+    "approve a request": (
+        "promotion.approve",
+        "POST",
+        lambda t: f"/v1/requests/{_request(t)}/approve",
+        lambda t, r: {"reason": "looks right"},
+        _prepared,
+    ),
+}
+BAD = ("none", "malformed", "forged", "revoked", "expired", "disabled")
+
+
+def _bad_token(team: Team, kind: str) -> str | None:
+    if kind == "none":
+        return None
+    if kind == "malformed":
+        return "tlab_not-a-token"
+    if kind == "forged":
+        good = team.tokens["admin"]
+        return good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    if kind == "disabled":
+        name = f"dora{len(team.plain.users())}"
+        _, token = team.admin.add_user(name, "admin")
+        team.admin.disable_user(name)
+        return token
+    row, token = team.admin.create_token("ada", expires_in_days=1)
+    if kind == "revoked":
+        team.admin.revoke_token(row["token_id"])
+    return token  # expired: the clock moves on below
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS), ids=lambda e: e.replace(" ", "-"))
+def test_every_role_and_every_bad_credential_over_http(team, serve, endpoint, monkeypatch):
+    needed, method, path, body, setup = ENDPOINTS[endpoint]
+    served = serve(team.location)
+    for role in ROLES:
+        if setup:
+            setup(team)
+        where = path(team) if callable(path) else path
+        before = snapshot(team.plain)
+        reply = served.call(
+            method, where, token=team.tokens[role], body=body(team, role) if body else None
+        )
+        if identity.role_allows(role, needed):
+            assert _ok(reply), f"{role} may {endpoint}: {reply.status} {reply.body[:300]}"
+            if method != "GET":
+                assert snapshot(team.plain) != before, f"{role}'s {endpoint} changed nothing"
+        else:
+            assert reply.status == 403, f"{role} {endpoint}: {reply.status} {reply.body[:300]}"
+            assert "is refused `" in reply.json()["error"]  # `write` first, for a reader
+            assert snapshot(team.plain) == before, f"{role}'s refused {endpoint} changed things"
+    for kind in BAD:
+        if setup:
+            setup(team)
+        token = _bad_token(team, kind)
+        where = path(team) if callable(path) else path
+        before = snapshot(team.plain)
+        with monkeypatch.context() as patch:
+            if kind == "expired":
+                later = identity.utc_now() + timedelta(days=2)
+                patch.setattr(identity, "utc_now", lambda later=later: later)
+            reply = served.call(method, where, token=token, body=body(team, kind) if body else None)
+        assert reply.status == 401, f"{kind} token, {endpoint}: {reply.status} {reply.body[:300]}"
+        assert reply.headers.get("www-authenticate") == "Bearer"
+        assert set(reply.json()) == {"error", "fix", "request_id"} and reply.json()["fix"]
+        assert snapshot(team.plain) == before, f"a {kind} token's {endpoint} changed something"
+    wrong_scheme = served.call("GET", "/v1/runs", headers={"Authorization": "Basic YWRhOng="})
+    assert wrong_scheme.status == 401
+
+
+def test_a_registry_without_users_is_served_only_with_allow_anonymous(registry, serve, tmp_path):
+    build_registry(registry)
+    with pytest.raises(PermissionDeniedError, match="no users"):
+        create_app(registry.location, tmp_path / "a").state.service.start()
+    served = serve(registry.location, allow_anonymous=True)
+    moved = served.call("POST", "/v1/aliases", body=_alias_body(None, "anon"))
+    assert moved.status == 200, moved.body
+    assert registry.history(MODEL)[-1]["actor"] == "anonymous"  # never a name a client claims
+    some_token = "tlab_0123456789ab_" + "A" * 43
+    assert served.call("GET", "/v1/runs", token=some_token).status == 401
+
+
+def test_the_audit_log_names_the_token_user_never_a_claimed_one(team, serve, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_USER", "mallory")  # the service's environment
+    served = serve(team.location)
+    reply = served.call(
+        "POST",
+        "/v1/aliases",
+        token=team.tokens["contributor"],
+        body=_alias_body(team, "x"),
+        headers={"X-Transferlab-User": "mallory", "X-Forwarded-User": "mallory"},
+    )
+    assert reply.status == 200, reply.body
+    assert team.plain.history(MODEL)[-1]["actor"] == "carl"
+
+
+def test_four_eyes_over_http(team, serve):
+    served = serve(team.location)
+    _prepared(team)
+    asked = served.call(
+        "POST",
+        "/v1/promotions",
+        token=team.tokens["approver"],
+        body={"version": f"{MODEL}:1", "alias": "production", "reason": "beats the baseline"},
+    )
+    assert asked.status == 200, asked.body
+    assert asked.json()["moved"] is False
+    request_id = asked.json()["request"]["request_id"]
+    listed = served.call("GET", "/v1/requests?status=open", token=team.tokens["reader"])
+    assert [r["request_id"] for r in listed.json()] == [request_id]
+    by_role = served.call(
+        "POST",
+        f"/v1/requests/{request_id}/approve",
+        token=team.tokens["contributor"],
+        body={"reason": "yes"},
+    )
+    assert by_role.status == 403 and "promotion.approve" in by_role.json()["error"]
+    own = served.call(
+        "POST",
+        f"/v1/requests/{request_id}/approve",
+        token=team.tokens["approver"],
+        body={"reason": "mine"},
+    )
+    assert own.status == 403 and "second person" in own.json()["error"], own.body
+    assert team.plain.alias_holder(MODEL, "production") is None
+    approved = served.call(
+        "POST",
+        f"/v1/requests/{request_id}/approve",
+        token=team.tokens["admin"],
+        body={"reason": "checked"},
+    )
+    assert approved.status == 200, approved.body
+    assert team.plain.alias_holder(MODEL, "production") == f"{MODEL}:1"
+    last = team.plain.history(MODEL)[-1]
+    assert (last["actor"], last["action"]) == ("ada", "promotion.approve")
+    again = served.call(
+        "POST", f"/v1/requests/{request_id}/approve", token=team.tokens["admin"], body={}
+    )
+    assert again.status == 400 and "is approved" in again.json()["error"]
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+def _chunked_put(served: Served, path: str, token: str, chunks: list[bytes]) -> Reply:
+    """A PUT whose body has no Content-Length (chunked transfer encoding)."""
+    con = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Transfer-Encoding": "chunked"}
+        con.request("PUT", path, body=iter(chunks), headers=headers, encode_chunked=True)
+        response = con.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Reply(response.status, response.read(), headers)
+    finally:
+        con.close()
+
+
+def test_bad_input_is_a_clear_4xx_and_changes_nothing(team, serve, tmp_path):
+    served = serve(team.location, max_body_bytes=4096, max_artefact_bytes=10_000)
+    token = team.tokens["admin"]
+    before = snapshot(team.plain)
+
+    def refused(reply: Reply, status: int, text: str) -> None:
+        assert reply.status == status, (reply.status, reply.body[:300])
+        assert text in reply.json()["error"], reply.json()
+        assert reply.json()["request_id"]
+
+    con_type = {"Content-Type": "application/json"}
+    refused(
+        served.call("POST", "/v1/runs", token=token, raw=b'{"kind": ', headers=con_type),
+        422,
+        "JSON decode error",
+    )
+    refused(
+        served.call("POST", "/v1/runs", token=token, body={"kind": "x", "actor": "mallory"}),
+        422,
+        "actor",
+    )
+    refused(
+        served.call("POST", "/v1/runs", token=token, body={"kind": "x" * 5000}),
+        413,
+        "over this service's limit of 4096 bytes",
+    )
+    refused(
+        served.call("POST", "/v1/runs", token=token, body={"kind": "a; DROP TABLE runs"}),
+        422,
+        "kind",
+    )
+    refused(
+        served.call(
+            "POST",
+            "/v1/runs",
+            token=token,
+            body={"kind": "finetune", "parameters": {"output_dir": "/etc"}},
+        ),
+        400,
+        "output_dir",
+    )
+    refused(
+        served.call("GET", "/v1/versions/resolve?ref=intents-lora:99", token=token),
+        404,
+        "has no version 99",
+    )
+    refused(
+        served.call("GET", "/v1/models/no-such-model%27%20OR%20%271%27=%271", token=token),
+        400,
+        "Invalid model name",
+    )
+    refused(served.call("GET", "/v1/models/no-such-model", token=token), 404, "No model named")
+    refused(
+        served.call(
+            "POST",
+            f"/v1/models/{MODEL}/versions",
+            token=token,
+            body={"kind": "adapter", "artefact_sha256": "../../etc/passwd"},
+        ),
+        400,
+        "not a SHA-256 digest",
+    )
+    refused(
+        served.call("PUT", "/v1/artefacts/..%5C..%5Cescaped", token=token, raw=b"x"),
+        400,
+        "not a SHA-256 digest",
+    )
+    slash = served.call("PUT", "/v1/artefacts/..%2F..%2Fescaped", token=token, raw=b"x")
+    assert slash.status == 404, slash.body  # a slash never reaches the store
+    refused(served.call("GET", "/v1/requests/99999999999", token=token), 422, "request_id")
+    refused(
+        served.call("POST", "/v1/requests/4242/approve", token=token, body={}),
+        404,
+        "No promotion request #4242",
+    )
+    refused(
+        served.call("POST", "/v1/runs/nope/finish", token=token, body={"status": "interrupted"}),
+        422,
+        "status",
+    )
+    big = os.urandom(20_000)
+    digest = hashlib.sha256(big).hexdigest()
+    refused(served.call("PUT", f"/v1/artefacts/{digest}", token=token, raw=big), 413, "10000")
+    chunked = _chunked_put(served, f"/v1/artefacts/{digest}", token, [big[:8000], big[8000:]])
+    refused(chunked, 413, "10000")
+    assert not [p for p in (tmp_path / "artefacts").rglob("*") if p.is_file()]
+    assert snapshot(team.plain) == before
+    assert not list(tmp_path.rglob("escaped"))
+    # an injection string is a value like any other: stored and shown verbatim
+    evil = "x'); DELETE FROM audit_log; DROP TABLE models; --"
+    moved = served.call(
+        "POST",
+        "/v1/aliases",
+        token=token,
+        body={"version": f"{MODEL}:2", "alias": "staging", "reason": evil},
+    )
+    assert moved.status == 200, moved.body
+    history = served.call("GET", f"/v1/history?model={MODEL}", token=token).json()
+    assert history[-1]["reason"] == evil
+    assert len(team.plain.model_names()) == 2
+    assert served.call("GET", "/healthz").status == 200
+
+
+# -- artefacts ------------------------------------------------------------------------------------
+
+
+def test_artefacts_are_content_addressed_and_checked_on_download(team, serve, tmp_path):
+    served = serve(team.location)
+    weights = os.urandom(300_000)
+    digest = hashlib.sha256(weights).hexdigest()
+    contributor, reader = team.tokens["contributor"], team.tokens["reader"]
+    wrong = served.call("PUT", f"/v1/artefacts/{'0' * 64}", token=contributor, raw=weights)
+    assert wrong.status == 400 and "nothing was stored" in wrong.json()["error"]
+    # (a short body: a refused upload is answered before its body is read)
+    assert served.call("PUT", f"/v1/artefacts/{digest}", token=reader, raw=b"x").status == 403
+    assert not [p for p in (tmp_path / "artefacts").rglob("*") if p.is_file()]
+    stored = served.call("PUT", f"/v1/artefacts/{digest}", token=contributor, raw=weights)
+    assert stored.status == 201 and stored.json()["created"] is True, stored.body
+    again = served.call("PUT", f"/v1/artefacts/{digest}", token=contributor, raw=weights)
+    assert again.json()["created"] is False
+    unknown = served.call(
+        "POST",
+        f"/v1/models/{MODEL}/versions",
+        token=contributor,
+        body={"kind": "full", "artefact_sha256": "f" * 64},
+    )
+    assert unknown.status == 404
+    version = served.call(
+        "POST",
+        f"/v1/models/{MODEL}/versions",
+        token=contributor,
+        body={"kind": "full", "artefact_sha256": digest},
+    )
+    assert version.status == 201, version.body
+    assert version.json()["uri"] == f"artefact://sha256/{digest}"
+    ref = version.json()["version_id"]
+    got = served.call("GET", f"/v1/versions/download?ref={ref}", token=reader)
+    assert got.status == 200 and got.body == weights
+    assert got.headers["x-content-sha256"] == digest
+    stored_file = tmp_path / "artefacts" / "sha256" / digest[:2] / digest[2:]
+    stored_file.chmod(0o644)
+    stored_file.write_bytes(weights[:-1] + b"\0")  # changed on disk
+    corrupt = served.call("GET", f"/v1/artefacts/{digest}", token=reader)
+    assert corrupt.status == 500 and "no longer matches" in corrupt.json()["error"]
+
+
+def test_the_start_sweeps_unfinished_uploads_and_orphans(team, serve, tmp_path):
+    store = tmp_path / "artefacts"
+    kept = hashlib.sha256(b"kept").hexdigest()
+    orphan = hashlib.sha256(b"orphan").hexdigest()
+    young = hashlib.sha256(b"young").hexdigest()
+    for digest in (kept, orphan, young):
+        path = store / "sha256" / digest[:2] / digest[2:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(digest.encode())
+        if digest != young:
+            os.utime(path, (time.time() - 7200, time.time() - 7200))
+    team.admin.add_version(MODEL, "full", f"artefact://sha256/{kept}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (store / "tmp").mkdir(parents=True)
+    killed = store / "tmp" / f"{host_label()}-{dead.pid}-0123456789abcdef.part"
+    killed.write_bytes(b"half an upload")
+    serve(team.location, orphan_grace_s=3600)
+    left = sorted(p.parent.name + p.name for p in (store / "sha256").rglob("*") if p.is_file())
+    assert left == sorted([kept, young])
+    assert not killed.exists()
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_service(command: list[str], port: int, env: dict) -> subprocess.Popen:
+    """`transferlab serve ...` in a process of its own, once it answers /healthz."""
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            con = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            con.request("GET", "/healthz")
+            if con.getresponse().status == 200:
+                con.close()
+                return server
+        except (OSError, http.client.HTTPException):
+            pass  # not listening yet
+        if server.poll() is not None:
+            raise AssertionError(f"the service exited: {server.stderr.read()}")
+        assert time.monotonic() < deadline, "the service did not start in 60 s"
+        time.sleep(0.2)
+
+
+def test_the_serve_command_logs_json_and_stops_on_sigterm(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
+    location = tmp_path / "registry.duckdb"
+    build_registry(Registry(location))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [transferlab_executable(), "serve", "--registry", str(location)]
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "--allow-anonymous" in refused.stderr
+    port = _free_port()
+    server = _start_service(
+        [*command, "--port", str(port), "--allow-anonymous", "--graceful-timeout", "5"], port, env
+    )
+    try:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        con.request("GET", "/v1/runs", headers={"X-Request-ID": "abc-123"})
+        reply = con.getresponse()
+        assert reply.status == 200 and reply.getheader("x-request-id") == "abc-123"
+        reply.read()
+        con.close()
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode in (0, 143), err
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    entry = next(line for line in lines if line["request_id"] == "abc-123")
+    assert entry["method"] == "GET" and entry["path"] == "/v1/runs" and entry["status"] == 200
+    assert entry["user"] == "anonymous" and entry["duration_ms"] >= 0
+
+
+def test_kill_9_mid_upload_leaves_no_half_artefact(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
+    location = tmp_path / "registry.duckdb"
+    registry = build_registry(Registry(location))
+    versions_before = [v.version_id for v in registry.versions(MODEL)]
+    store = tmp_path / "artefacts"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    port = _free_port()
+    command = [
+        transferlab_executable(),
+        "serve",
+        "--registry",
+        str(location),
+        "--port",
+        str(port),
+        "--allow-anonymous",
+        "--artefacts",
+        str(store),
+    ]
+    server = _start_service(command, port, env)
+    try:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        con.putrequest("PUT", f"/v1/artefacts/{'a' * 64}")
+        con.putheader("Content-Length", str(10_000_000))
+        con.putheader("Content-Type", "application/octet-stream")
+        con.endheaders()
+        con.send(os.urandom(2_000_000))
+        deadline = time.monotonic() + 30
+        while not any(p.stat().st_size for p in (store / "tmp").glob("*.part")):
+            assert time.monotonic() < deadline, "the upload never reached the store"
+            time.sleep(0.05)
+        server.kill()  # SIGKILL, mid-upload
+        server.wait(30)
+        con.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert list((store / "tmp").glob("*.part")), "the kill came after the upload ended"
+    server = _start_service(command, port, env)
+    try:
+        assert not list((store / "tmp").glob("*.part"))
+        assert not [p for p in (store / "sha256").rglob("*") if p.is_file()]
+        assert [v.version_id for v in registry.versions(MODEL)] == versions_before
+    finally:
+        server.kill()
+        server.wait(30)
