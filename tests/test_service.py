@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -597,3 +599,49 @@ def test_kill_9_mid_upload_leaves_no_half_artefact(tmp_path, monkeypatch):
     finally:
         server.kill()
         server.wait(30)
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+CLIENT = textwrap.dedent(
+    """
+    import http.client, json, sys
+    port, token, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    failures = []
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for number in range(count):
+        con.request("POST", "/v1/runs", json.dumps({"kind": "load"}), headers)
+        reply = con.getresponse()
+        data = reply.read()
+        if reply.status != 201:
+            failures.append((reply.status, data[:200].decode()))
+            continue
+        run_id = json.loads(data)["run_id"]
+        finish = {"status": "succeeded", "metrics": {"n": number}}
+        con.request("POST", f"/v1/runs/{run_id}/finish", json.dumps(finish), headers)
+        reply = con.getresponse()
+        data = reply.read()
+        if reply.status != 200:
+            failures.append((reply.status, data[:200].decode()))
+    print(json.dumps(failures))
+    """
+)
+
+
+@pytest.mark.slow
+def test_eight_client_processes_record_fifty_runs_each(team, serve):
+    served = serve(team.location)
+    clients = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(served.port), team.tokens["contributor"], "50"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    failures = [json.loads(client.communicate(timeout=600)[0]) for client in clients]
+    assert failures == [[]] * 8
+    runs = team.plain.runs(kind="load", limit=1000)
+    assert len(runs) == 400 and {run["status"] for run in runs} == {"succeeded"}
+    assert served.call("GET", "/healthz").status == 200
