@@ -24,7 +24,13 @@ import pandas as pd
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.aliases import AliasesMixin
 from transferlab.registry.approvals import ApprovalsMixin
-from transferlab.registry.backends import RegistryBackend, open_backend, resolve_models_dir
+from transferlab.registry.backends import (
+    RegistryBackend,
+    chosen_location,
+    location_scheme,
+    open_backend,
+    resolve_models_dir,
+)
 from transferlab.registry.connection import lock_timeout_from_env
 from transferlab.registry.identity import TOKEN_VARIABLE, IdentityMixin
 from transferlab.registry.model_queries import ModelQueriesMixin
@@ -116,6 +122,21 @@ class Registry(
     users (identity.py): every write authenticates it and checks its user's role, and the
     audit log names that user. A registry with no user ignores it.
     """
+
+    def __new__(cls, path: str | os.PathLike[str] | None = None, **options: Any) -> Registry:
+        """A registry served over HTTP (`http(s)://host:port`) is a RemoteRegistry
+        (registry/remote.py) with the same methods; any other location, this class."""
+        location = chosen_location(path)
+        if cls is Registry and location_scheme(location) in ("http", "https"):
+            from transferlab.registry.remote import RemoteRegistry
+
+            return RemoteRegistry(location, **options)  # type: ignore[return-value]
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple[str]:
+        # a copy or an unpickled Registry is rebuilt from its own location, never from
+        # $TRANSFERLAB_REGISTRY (see __new__)
+        return (self.location,)
 
     def __init__(
         self,
@@ -582,7 +603,11 @@ class Registry(
 
 def require_registry_file(path: str | os.PathLike[str] | None) -> Path | str:
     """For read commands: the registry must already exist (init creates it). Its file, or
-    the location of a registry kept elsewhere than in a file."""
+    the location of a registry kept elsewhere than in a file (a served one: the service
+    answers for it on the first call)."""
+    location = chosen_location(path)
+    if location_scheme(location) in ("http", "https"):
+        return location
     backend = open_backend(path, lock_timeout_s=lock_timeout_from_env())
     if not backend.exists():
         raise RegistryError(

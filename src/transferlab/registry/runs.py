@@ -27,6 +27,8 @@ from transferlab.registry.records import RUN_STATUSES
 from transferlab.registry.rows import Connection, dict_rows, to_json, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from transferlab.registry.backends import RegistryBackend
 
 TRACKED_PACKAGES = (
@@ -118,6 +120,8 @@ class RunsMixin:
     """The run and sweep methods of Registry (registry/api.py)."""
 
     path: Path | None
+    #: whether an interrupted fine-tune's unfinished folder is removed (off in the service)
+    removes_model_folders: bool = True
 
     if TYPE_CHECKING:
 
@@ -143,10 +147,13 @@ class RunsMixin:
         output_notebook: str | None = None,
         sweep_id: str | None = None,
         run_id: str | None = None,
+        process: Sequence[Any] | None = None,
     ) -> str:
-        """Record a run as `running`, with the host, pid and start time of this process."""
+        """Record a run as `running`, with the host, pid and start time of this process, or
+        of `process` (host, pid, start): the REST service records its client's, so that the
+        run is the client's to finish and only a gone client process interrupts it."""
         run_id = run_id or new_run_id(kind)
-        host, pid, started = this_process()
+        host, pid, started = process if process is not None else this_process()
         with self.connect() as con:
             con.execute(
                 "INSERT INTO runs (run_id, kind, template, requested, parameters, status, "
@@ -240,7 +247,10 @@ class RunsMixin:
 
     def _remove_unfinished_folders(self, con: Connection, run_ids: list[str]) -> None:
         """Remove the model folders of these (interrupted) runs that hold no finished artefact
-        and that no registered version points into."""
+        and that no registered version points into (not in the REST service, whose disk is
+        not where its clients' runs write: `removes_model_folders` off)."""
+        if not self.removes_model_folders:
+            return
         marks = ", ".join("?" for _ in run_ids)
         for row in dict_rows(
             con,

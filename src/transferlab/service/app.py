@@ -98,6 +98,7 @@ def create_app(
     served at once by this process (each thread keeps its own PostgreSQL connection)."""
     require_registry_file(registry_location)
     registry = Registry(registry_location, token="", actor=ANONYMOUS)
+    registry.removes_model_folders = False  # the folders of clients' runs are on their disks
     if artefact_dir is None:
         if registry.path is None:
             raise RegistryError(
@@ -138,6 +139,7 @@ def create_app(
     from transferlab.service import (
         routes_aliases,
         routes_artefacts,
+        routes_calls,
         routes_health,
         routes_models,
         routes_promotions,
@@ -151,6 +153,7 @@ def create_app(
         routes_aliases,
         routes_promotions,
         routes_artefacts,
+        routes_calls,
     ):
         app.include_router(module.router)
     app.add_middleware(
@@ -182,16 +185,23 @@ def status_of(error: TransferlabError) -> int:
     return 400
 
 
-def error_response(request: Request, status: int, problem: str, fix: str | None) -> JSONResponse:
+def error_response(
+    request: Request, status: int, problem: str, fix: str | None, kind: str | None = None
+) -> JSONResponse:
+    """The JSON error body; `kind` names the TransferlabError class (a client raises the same)."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     body = {"error": problem, "fix": fix, "request_id": request_id_of(request.scope)}
+    if kind is not None:
+        body["kind"] = kind
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TransferlabError)
     async def transferlab_error(request: Request, error: TransferlabError) -> JSONResponse:
-        return error_response(request, status_of(error), error.problem, error.fix)
+        return error_response(
+            request, status_of(error), error.problem, error.fix, type(error).__name__
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
