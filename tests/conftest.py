@@ -75,6 +75,25 @@ def registry_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_location")
 
 
+SERVED_FILES: dict[str, Path] = {}  # a served_location's address -> the file behind it
+
+
+def direct(registry: Registry) -> Registry:
+    """The registry for a test's own inspection (SQL, reads without a token): itself, or for a
+    served one the file behind the service, opened directly."""
+    from transferlab.registry.remote import RemoteRegistry
+
+    if isinstance(registry, RemoteRegistry):
+        return Registry(SERVED_FILES[registry.location])
+    return registry
+
+
+def is_served(registry: Registry) -> bool:
+    from transferlab.registry.remote import RemoteRegistry
+
+    return isinstance(registry, RemoteRegistry)
+
+
 @pytest.fixture
 def served_location(tmp_path: Path) -> str:
     """`http://127.0.0.1:PORT` of a real uvicorn serving a new DuckDB registry (anonymous
@@ -87,8 +106,11 @@ def served_location(tmp_path: Path) -> str:
     folder.mkdir()
     Registry(folder / "registry.duckdb").schema_version()  # created, as `transferlab init` does
     served = Served(create_app(folder / "registry.duckdb", allow_anonymous=True))
-    yield f"http://127.0.0.1:{served.port}"
+    location = f"http://127.0.0.1:{served.port}"
+    SERVED_FILES[location] = folder / "registry.duckdb"
+    yield location
     served.stop()
+    SERVED_FILES.pop(location, None)
 
 
 @pytest.fixture

@@ -169,7 +169,8 @@ def test_every_role_and_every_bad_credential_over_http(team, serve, endpoint, mo
             reply = served.call(method, where, token=token, body=body(team, kind) if body else None)
         assert reply.status == 401, f"{kind} token, {endpoint}: {reply.status} {reply.body[:300]}"
         assert reply.headers.get("www-authenticate") == "Bearer"
-        assert set(reply.json()) == {"error", "fix", "request_id"} and reply.json()["fix"]
+        assert set(reply.json()) == {"error", "fix", "request_id", "kind"} and reply.json()["fix"]
+        assert reply.json()["kind"] == "AuthenticationError"
         assert snapshot(team.plain) == before, f"a {kind} token's {endpoint} changed something"
     wrong_scheme = served.call("GET", "/v1/runs", headers={"Authorization": "Basic YWRhOng="})
     assert wrong_scheme.status == 401

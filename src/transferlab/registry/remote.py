@@ -154,17 +154,18 @@ class RemoteRegistry:
     def interrupt_gone_runs(self) -> list[str]:
         """Mark this host's runs whose process is gone as interrupted (as a local registry
         does when it opens); their ids. Nothing when this token may not write."""
-        from transferlab.registry.processes import gone_reason, this_host
+        from transferlab.registry.processes import gone_reason, interrupted_error, this_host
 
         host, gone = this_host(), []
         for run in self.runs(status="running", limit=10_000):
             if run.get("host") != host:
                 continue
-            reason = gone_reason(run)
-            if reason is None:
+            note = gone_reason(run.get("pid"), run.get("process_start"))
+            if note is None:
                 continue
+            error = interrupted_error(run["pid"], host, note)
             try:
-                self.finish_run(run["run_id"], "interrupted", error=reason)
+                self.finish_run(run["run_id"], "interrupted", error=error)
             except errors.PermissionDeniedError:
                 return gone
             gone.append(run["run_id"])

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferlab.errors import NotFoundError, TransferlabError
-from transferlab.registry.processes import gone_reason, this_host, this_process
+from transferlab.registry.processes import (
+    gone_reason,
+    interrupted_error,
+    this_host,
+    this_process,
+)
 from transferlab.registry.records import RUN_STATUSES
 from transferlab.registry.rows import Connection, dict_rows, to_json, utc_now
 
@@ -86,10 +91,7 @@ def gone_runs(con: Connection) -> list[dict]:
     ):
         note = gone_reason(row["pid"], row["process_start"])
         if note is not None:
-            row["error"] = (
-                f"Interrupted: process {row['pid']} on {host} ended without finishing the "
-                f"run{note}."
-            )
+            row["error"] = interrupted_error(row["pid"], host, note)
             found.append(row)
     return found
 
