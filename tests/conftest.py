@@ -25,7 +25,25 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BACKENDS = [
     pytest.param("duckdb", id="duckdb"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("http", id="http", marks=pytest.mark.served),
 ]
+# The `http` case (a DuckDB registry behind `transferlab serve`, used through RemoteRegistry)
+# runs in the registry suite: the modules that set `SERVED = True`. Elsewhere it is deselected:
+# a template or training test would only repeat its registry calls at the cost of a training.
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        served = callspec is not None and callspec.params.get("registry_location") == "http"
+        if served and not getattr(item.module, "SERVED", False):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +66,51 @@ def postgres_location(postgres_server: PostgresServer) -> str:
 
 @pytest.fixture(params=BACKENDS)
 def registry_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a new registry goes: a file in the test's folder, or a new PostgreSQL database."""
+    """Where a new registry goes: a file in the test's folder, a new PostgreSQL database, or
+    the address of a service over a new registry file."""
     if request.param == "duckdb":
         return str(tmp_path / "registry.duckdb")
+    if request.param == "http":
+        return request.getfixturevalue("served_location")
     return request.getfixturevalue("postgres_location")
+
+
+SERVED_FILES: dict[str, Path] = {}  # a served_location's address -> the file behind it
+
+
+def direct(registry: Registry) -> Registry:
+    """The registry for a test's own inspection (SQL, reads without a token): itself, or for a
+    served one the file behind the service, opened directly."""
+    from transferlab.registry.remote import RemoteRegistry
+
+    if isinstance(registry, RemoteRegistry):
+        return Registry(SERVED_FILES[registry.location])
+    return registry
+
+
+def is_served(registry: Registry) -> bool:
+    from transferlab.registry.remote import RemoteRegistry
+
+    return isinstance(registry, RemoteRegistry)
+
+
+@pytest.fixture
+def served_location(tmp_path: Path) -> str:
+    """`http://127.0.0.1:PORT` of a real uvicorn serving a new DuckDB registry (anonymous
+    calls allowed until the test adds users, as a one-person file allows every write)."""
+    pytest.importorskip("fastapi")
+    from tests.served import Served
+    from transferlab.service import create_app
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    Registry(folder / "registry.duckdb").schema_version()  # created, as `transferlab init` does
+    served = Served(create_app(folder / "registry.duckdb", allow_anonymous=True))
+    location = f"http://127.0.0.1:{served.port}"
+    SERVED_FILES[location] = folder / "registry.duckdb"
+    yield location
+    served.stop()
+    SERVED_FILES.pop(location, None)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from transferlab.catalog.local import count_safetensors_parameters
 from transferlab.catalog.policy import check_policy, load_policy
 from transferlab.catalog.seed import parse_catalog
 
+SERVED = True  # the registry suite: also through the service (conftest.py)
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORKFLOW = REPOSITORY / ".github" / "workflows" / "catalog-sync.yml"
 TABLES = ("models", "model_versions", "profiles", "model_embeddings", "runs", "audit_log")

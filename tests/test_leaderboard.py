@@ -9,6 +9,8 @@ import pytest
 from tests.test_promotion import BASE, MODEL, SUITE, add_benchmark, build_registry
 from transferlab import Registry
 
+SERVED = True  # the registry suite: also through the service (conftest.py)
+
 
 @pytest.fixture
 def board(registry: Registry) -> Registry:

@@ -10,6 +10,8 @@ import pytest
 from transferlab import ModelRecord, Registry, TransferlabError
 from transferlab.promotion import DEFAULT_POLICY_PATH, load_policy, promote
 
+SERVED = True  # the registry suite: also through the service (conftest.py)
+
 BASE = "minilm"
 BASE_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL = "intents-lora"

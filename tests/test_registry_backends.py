@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import install_plugin_package
+from tests.conftest import install_plugin_package, is_served
 from transferlab import ModelRecord, Registry
 from transferlab.data import sample_data_path
 from transferlab.errors import RegistryError
@@ -26,6 +26,8 @@ from transferlab.registry.backends import (
 )
 from transferlab.registry.duckdb_backend import DuckDBBackend
 from transferlab.registry.postgres_backend import PostgresBackend
+
+SERVED = True  # the registry suite: also through the service (conftest.py)
 
 
 def _model(name: str = "m") -> ModelRecord:
@@ -179,6 +181,7 @@ def test_the_cli_refuses_an_unknown_scheme_with_the_fix(tmp_path, monkeypatch, r
 PLUGIN_SOURCE = '''
 from transferlab.registry.duckdb_backend import DuckDBBackend
 from transferlab.registry.postgres_backend import PostgresBackend
+
 
 OPENED = []
 
@@ -355,6 +358,11 @@ def test_models_dir_on_the_cli_puts_the_weights_where_asked(
 def test_query_refuses_a_statement_that_writes(registry, sql, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     registry.upsert_models([_model("a")])
+    if is_served(registry):  # no SQL at all over HTTP, read or write
+        with pytest.raises(RegistryError, match="served over HTTP"):
+            registry.query(sql)
+        assert registry.model_names() == ["a"] and not (tmp_path / "models.csv").exists()
+        return
     with pytest.raises(RegistryError) as caught:
         registry.query(sql)
     assert "read" in caught.value.problem and "methods" in caught.value.fix
@@ -367,6 +375,8 @@ def test_query_refuses_a_statement_that_writes(registry, sql, tmp_path, monkeypa
 
 
 def test_query_still_reads(registry):
+    if is_served(registry):
+        pytest.skip("no SQL over HTTP (test_query_refuses_a_statement_that_writes[http])")
     registry.upsert_models([_model("a"), _model("b")])
     assert registry.query(
         "WITH named AS (SELECT name FROM models WHERE name > ?) SELECT * FROM named", ["a"]

@@ -211,7 +211,7 @@ def _registry_state(
 ) -> tuple[dict[str, dict], dict[str, list[VersionRecord]], set[str]]:
     """The models rows by name, the versions of the file's models and the profiled version
     ids, read under one shared lock that is released before the folders are checked."""
-    if not registry.backend.exists():
+    if not registry.exists():
         return {}, {}, set()
     with registry.session(read_only=True):
         rows = {row["name"]: row for row in registry.all_models()}

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         promotion_commands,
         registry_commands,
         run_commands,
+        serve_commands,
         sweep_commands,
         team_commands,
     )
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_commands.add_commands(commands, common)
     catalog_commands.add_commands(commands, common)
     team_commands.add_commands(commands, common)
+    serve_commands.add_commands(commands, common)
     return parser
 
 

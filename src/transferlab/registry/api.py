@@ -8,6 +8,7 @@ own way comes from `self.backend.dialect` (dialect.py).
 
 from __future__ import annotations
 
+import copy
 import getpass
 import hashlib
 import json
@@ -23,7 +24,13 @@ import pandas as pd
 from transferlab.errors import NotFoundError, RegistryError, TransferlabError
 from transferlab.registry.aliases import AliasesMixin
 from transferlab.registry.approvals import ApprovalsMixin
-from transferlab.registry.backends import RegistryBackend, open_backend, resolve_models_dir
+from transferlab.registry.backends import (
+    RegistryBackend,
+    chosen_location,
+    location_scheme,
+    open_backend,
+    resolve_models_dir,
+)
 from transferlab.registry.connection import lock_timeout_from_env
 from transferlab.registry.identity import TOKEN_VARIABLE, IdentityMixin
 from transferlab.registry.model_queries import ModelQueriesMixin
@@ -116,6 +123,21 @@ class Registry(
     audit log names that user. A registry with no user ignores it.
     """
 
+    def __new__(cls, path: str | os.PathLike[str] | None = None, **options: Any) -> Registry:
+        """A registry served over HTTP (`http(s)://host:port`) is a RemoteRegistry
+        (registry/remote.py) with the same methods; any other location, this class."""
+        location = chosen_location(path)
+        if cls is Registry and location_scheme(location) in ("http", "https"):
+            from transferlab.registry.remote import RemoteRegistry
+
+            return RemoteRegistry(location, **options)  # type: ignore[return-value]
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple[str]:
+        # a copy or an unpickled Registry is rebuilt from its own location, never from
+        # $TRANSFERLAB_REGISTRY (see __new__)
+        return (self.location,)
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
@@ -142,6 +164,20 @@ class Registry(
 
     def __repr__(self) -> str:
         return f"Registry({self.display_location!r})"
+
+    def with_token(self, token: str | None, *, actor: str | None = None) -> Registry:
+        """This registry for another caller: the same backend (its schema already prepared),
+        its own token and user. The REST service makes one per request, so every request is
+        authenticated and authorised by the same code as a client's (identity.py). `token`
+        None or "" means no token (never $TRANSFERLAB_TOKEN); `actor` names the writer on a
+        registry without users."""
+        other = copy.copy(self)
+        other._token = token or None
+        other._user = None
+        other._guard = threading.local()
+        if actor is not None:
+            other._claimed_actor = actor
+        return other
 
     @property
     def models_dir(self) -> Path:
@@ -567,7 +603,11 @@ class Registry(
 
 def require_registry_file(path: str | os.PathLike[str] | None) -> Path | str:
     """For read commands: the registry must already exist (init creates it). Its file, or
-    the location of a registry kept elsewhere than in a file."""
+    the location of a registry kept elsewhere than in a file (a served one: the service
+    answers for it on the first call)."""
+    location = chosen_location(path)
+    if location_scheme(location) in ("http", "https"):
+        return location
     backend = open_backend(path, lock_timeout_s=lock_timeout_from_env())
     if not backend.exists():
         raise RegistryError(

@@ -145,3 +145,12 @@ class ModelQueriesMixin:
         return self._rows(
             f"SELECT model_name, uri FROM model_versions WHERE model_name IN ({marks})", names
         )
+
+    def version_uris_starting(self, prefix: str) -> list[str]:
+        """The distinct uris of versions that start with `prefix` (the REST service's artefact
+        store: which stored artefacts a version refers to)."""
+        rows = self._rows(
+            "SELECT DISTINCT uri FROM model_versions WHERE starts_with(uri, ?) ORDER BY uri",
+            [prefix],
+        )
+        return [row["uri"] for row in rows]

@@ -56,6 +56,11 @@ def this_process() -> tuple[str, int, str | None]:
     return this_host(), pid, process_start(pid)
 
 
+def interrupted_error(pid: int, host: str, note: str) -> str:
+    """The error recorded on a run whose process is gone (`note`: gone_reason's)."""
+    return f"Interrupted: process {pid} on {host} ended without finishing the run{note}."
+
+
 def pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)

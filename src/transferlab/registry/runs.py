@@ -22,11 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferlab.errors import NotFoundError, TransferlabError
-from transferlab.registry.processes import gone_reason, this_host, this_process
+from transferlab.registry.processes import (
+    gone_reason,
+    interrupted_error,
+    this_host,
+    this_process,
+)
 from transferlab.registry.records import RUN_STATUSES
 from transferlab.registry.rows import Connection, dict_rows, to_json, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from transferlab.registry.backends import RegistryBackend
 
 TRACKED_PACKAGES = (
@@ -84,10 +91,7 @@ def gone_runs(con: Connection) -> list[dict]:
     ):
         note = gone_reason(row["pid"], row["process_start"])
         if note is not None:
-            row["error"] = (
-                f"Interrupted: process {row['pid']} on {host} ended without finishing the "
-                f"run{note}."
-            )
+            row["error"] = interrupted_error(row["pid"], host, note)
             found.append(row)
     return found
 
@@ -118,6 +122,8 @@ class RunsMixin:
     """The run and sweep methods of Registry (registry/api.py)."""
 
     path: Path | None
+    #: whether an interrupted fine-tune's unfinished folder is removed (off in the service)
+    removes_model_folders: bool = True
 
     if TYPE_CHECKING:
 
@@ -143,10 +149,13 @@ class RunsMixin:
         output_notebook: str | None = None,
         sweep_id: str | None = None,
         run_id: str | None = None,
+        process: Sequence[Any] | None = None,
     ) -> str:
-        """Record a run as `running`, with the host, pid and start time of this process."""
+        """Record a run as `running`, with the host, pid and start time of this process, or
+        of `process` (host, pid, start): the REST service records its client's, so that the
+        run is the client's to finish and only a gone client process interrupts it."""
         run_id = run_id or new_run_id(kind)
-        host, pid, started = this_process()
+        host, pid, started = process if process is not None else this_process()
         with self.connect() as con:
             con.execute(
                 "INSERT INTO runs (run_id, kind, template, requested, parameters, status, "
@@ -240,7 +249,10 @@ class RunsMixin:
 
     def _remove_unfinished_folders(self, con: Connection, run_ids: list[str]) -> None:
         """Remove the model folders of these (interrupted) runs that hold no finished artefact
-        and that no registered version points into."""
+        and that no registered version points into (not in the REST service, whose disk is
+        not where its clients' runs write: `removes_model_folders` off)."""
+        if not self.removes_model_folders:
+            return
         marks = ", ".join("?" for _ in run_ids)
         for row in dict_rows(
             con,

@@ -1,0 +1,293 @@
+"""A registry served over HTTP (`transferlab serve`), used as a local one is.
+
+`Registry("http(s)://host:port")` (or TRANSFERLAB_REGISTRY / --registry) returns a
+`RemoteRegistry`: every Registry method a client may call (remote_calls.CALLS) is one
+`POST /v1/registry/<method>` with $TRANSFERLAB_TOKEN as the Bearer token, run by the service for
+the token's user, its value or its error coming back as the same Python value or the same
+TransferlabError (problem and fix), so the CLI, the Python API and the templates behave and
+print as they do on a file. What has no meaning over HTTP is refused with a message: SQL
+(`query`), connections and transactions (a method is one transaction on the service).
+
+What stays on the client's machine: its runs' processes (a run records the client's host and
+pid, and a client finds its own runs whose process is gone, as a local registry does when it
+opens) and its folders (an interrupted fine-tune's unfinished output folder is removed here,
+never by the service).
+
+Reads are retried when the service cannot be reached or answers 502/503/504 (a restart, a
+database that went away for a moment), up to `retry_s` seconds; a write is retried only when
+its request never reached the service (connection refused), so it is never done twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from transferlab import errors
+from transferlab.errors import RegistryError, TransferlabError
+from transferlab.registry.backends import MODELS_VARIABLE
+from transferlab.registry.identity import TOKEN_VARIABLE
+from transferlab.registry.remote_calls import CALLS, READS, dumps, loads, uris_of
+
+HTTP_SCHEMES = ("http", "https")
+RETRY_VARIABLE = "TRANSFERLAB_RETRY_S"
+DEFAULT_RETRY_S = 30.0
+TIMEOUT_S = 300.0  # a call (a big sync or leaderboard may take a while on a busy service)
+_RETRY_STATUS = (502, 503, 504)
+_SAVE_EMBEDDINGS_BATCH = 200  # rows per call, under the service's body limit
+
+
+class RemoteRegistry:
+    """The Registry API of a registry served at `location` (see the module docstring)."""
+
+    path: Path | None = None  # no file on this machine
+    removes_model_folders = True  # this machine's folders are this client's to clean
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        lock_timeout_s: float | None = None,
+        actor: str | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+        retry_s: float | None = None,
+    ):
+        import httpx
+
+        parts = urlsplit(location.rstrip("/"))
+        self.location = urlunsplit(parts)
+        #: the location as messages show it (without a password)
+        self.display_location = self.location
+        if parts.password is not None:
+            self.display_location = self.location.replace(f":{parts.password}@", "@", 1)
+        self._token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
+        chosen = models_dir or os.environ.get(MODELS_VARIABLE, "").strip()
+        self._models_dir = Path(chosen).expanduser().resolve() if chosen else None
+        if retry_s is None:
+            retry_s = float(os.environ.get(RETRY_VARIABLE, DEFAULT_RETRY_S))
+        self.retry_s = retry_s
+        self.lock_timeout_s = lock_timeout_s
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
+        self._checked_runs = False
+
+    def __repr__(self) -> str:
+        return f"RemoteRegistry({self.display_location!r})"
+
+    def __getstate__(self) -> dict:  # a sweep's workers get a copy: the HTTP client is rebuilt
+        state = dict(self.__dict__)
+        state.pop("_http", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
+
+    # -- what a local registry has that a served one has not --------------------------------
+
+    @property
+    def models_dir(self) -> Path:
+        """Where this client writes model weights: --models-dir or TRANSFERLAB_MODELS."""
+        if self._models_dir is None:
+            raise RegistryError(
+                f"The registry {self.display_location} is served over HTTP: there is no folder "
+                "beside it for model weights.",
+                "Give --models-dir DIR or set TRANSFERLAB_MODELS=DIR (a folder every machine "
+                "that loads these weights can read, e.g. a shared mount).",
+            )
+        return self._models_dir
+
+    @contextlib.contextmanager
+    def session(self, *, read_only: bool = False) -> Iterator[None]:
+        """Nothing to hold open: each call is one request (and one transaction) on the
+        service."""
+        yield
+
+    def connect(self, *, read_only: bool = False) -> Any:
+        raise self._no_sql("connections")
+
+    def transaction(self) -> Any:
+        raise self._no_sql("transactions")
+
+    def query(self, sql: str, params: Any = ()) -> list[dict]:
+        raise self._no_sql("SQL queries")
+
+    def _no_sql(self, what: str) -> RegistryError:
+        return RegistryError(
+            f"The registry {self.display_location} is served over HTTP: {what} are not "
+            "available to its clients.",
+            "Use the Registry's methods (search, show, results, leaderboard), or run the "
+            "query where the registry's database is.",
+        )
+
+    @property
+    def actor(self) -> str:
+        """Who the service records as the writer: the token's user (`anonymous` without)."""
+        user = self.whoami()
+        return user.name if user is not None else "anonymous"
+
+    # -- methods that need the client's side ------------------------------------------------
+
+    def start_run(self, kind: str, **fields: Any) -> str:
+        """Record a run as running, with this process's host, pid and start time."""
+        from transferlab.registry.processes import this_process
+
+        self._interrupt_gone_runs_once()
+        fields.setdefault("process", list(this_process()))
+        return self._call("start_run", [kind], fields)
+
+    def finish_run(self, run_id: str, status: str, **fields: Any) -> None:
+        """Record how a run ended; an interrupted fine-tune's unfinished folder goes (here)."""
+        self._call("finish_run", [run_id, status], fields)
+        if status == "interrupted":
+            self._remove_unfinished_folder(run_id)
+
+    def interrupt_gone_runs(self) -> list[str]:
+        """Mark this host's runs whose process is gone as interrupted (as a local registry
+        does when it opens); their ids. Nothing when this token may not write."""
+        from transferlab.registry.processes import gone_reason, interrupted_error, this_host
+
+        host, gone = this_host(), []
+        for run in self.runs(status="running", limit=10_000):
+            if run.get("host") != host:
+                continue
+            note = gone_reason(run.get("pid"), run.get("process_start"))
+            if note is None:
+                continue
+            error = interrupted_error(run["pid"], host, note)
+            try:
+                self.finish_run(run["run_id"], "interrupted", error=error)
+            except errors.PermissionDeniedError:
+                return gone
+            gone.append(run["run_id"])
+        return gone
+
+    def _interrupt_gone_runs_once(self) -> None:
+        if not self._checked_runs:
+            self._checked_runs = True
+            with contextlib.suppress(errors.AuthenticationError, errors.PermissionDeniedError):
+                self.interrupt_gone_runs()
+
+    def _remove_unfinished_folder(self, run_id: str) -> None:
+        from transferlab.registry.runs import MODEL_FOLDER_KINDS, remove_unfinished_model_folder
+
+        run = self.get_run(run_id)
+        folder = (run.get("parameters") or {}).get("output_dir")
+        ours = run.get("kind") in MODEL_FOLDER_KINDS and isinstance(folder, str) and folder
+        if ours and not self.run_version_ids(run_id):
+            remove_unfinished_model_folder(Path(folder), self._models_dir)
+
+    def load_catalog(self, records: Any, uri_for: Callable) -> dict:
+        records = list(records)
+        return self._call("load_catalog", [records], {"uris": uris_of(records, uri_for)})
+
+    def sync_catalog(self, records: Any, uri_for: Callable, events: Any) -> dict:
+        records = list(records)
+        return self._call(
+            "sync_catalog", [records], {"uris": uris_of(records, uri_for), "events": list(events)}
+        )
+
+    def register_import(self, record: Any, uri: str, *, check_existing: Any = None, **fields: Any):
+        """As Registry.register_import; `check_existing` (a function) runs here, on the model
+        the registry holds under that name, before the import is sent."""
+        if check_existing is not None:
+            try:
+                known = self.get_model(record.name)
+            except errors.NotFoundError:
+                known = None
+            if known is not None:
+                check_existing(known)
+        return self._call("register_import", [record, uri], fields)
+
+    def save_embeddings(self, embedder: str, rows: Any) -> int:
+        rows, saved = list(rows), 0
+        for start in range(0, len(rows), _SAVE_EMBEDDINGS_BATCH):
+            saved += self._call(
+                "save_embeddings", [embedder, rows[start : start + _SAVE_EMBEDDINGS_BATCH]], {}
+            )
+        return saved
+
+    # -- every other method: one call -------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_") or name not in CALLS:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r} (a served registry offers "
+                "the methods in registry/remote_calls.py)"
+            )
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, list(args), kwargs)
+
+        method.__name__ = name
+        return method
+
+    def _call(self, method: str, args: list, kwargs: dict) -> Any:
+        if kwargs.get("con") is not None:
+            raise self._no_sql("connections")
+        kwargs.pop("con", None)
+        body = dumps({"args": args, "kwargs": kwargs})
+        response = self._post(f"/v1/registry/{method}", body, retry_all=method in READS)
+        if response.status_code >= 400:
+            raise self._error(method, response)
+        return loads(response.content)["value"]
+
+    def _post(self, path: str, body: bytes, *, retry_all: bool) -> Any:
+        import httpx
+
+        deadline, pause = time.monotonic() + self.retry_s, 0.2
+        while True:
+            try:
+                response = self._http.post(
+                    path, content=body, headers={"Content-Type": "application/json"}
+                )
+            except httpx.ConnectError as error:  # never reached the service: safe to retry
+                problem: Exception | None = error
+                response = None
+            except httpx.TransportError as error:
+                if not retry_all:
+                    raise self._unreachable(error, retried=False) from error
+                problem, response = error, None
+            else:
+                if not (retry_all and response.status_code in _RETRY_STATUS):
+                    return response
+                problem = None
+            if time.monotonic() + pause > deadline:
+                if response is not None:
+                    return response
+                raise self._unreachable(problem, retried=True)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _unreachable(self, error: Exception | None, *, retried: bool) -> RegistryError:
+        again = f" (retried for {self.retry_s:g} s)" if retried else ""
+        return RegistryError(
+            f"The registry service at {self.display_location} could not be reached{again}: "
+            f"{type(error).__name__}: {error}",
+            "Check that `transferlab serve` runs there and the address is right; a write "
+            "that was cut off may or may not have been done, so check before repeating it "
+            f"(set {RETRY_VARIABLE} to retry longer).",
+        )
+
+    def _error(self, method: str, response: Any) -> TransferlabError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        problem = body.get("error") or f"{method}: HTTP {response.status_code}"
+        fix = body.get("fix")
+        kind = getattr(errors, str(body.get("kind")), None)
+        if not (isinstance(kind, type) and issubclass(kind, TransferlabError)):
+            kind = RegistryError if response.status_code >= 500 else TransferlabError
+        error = kind.__new__(kind)
+        TransferlabError.__init__(error, problem, fix)
+        return error
