@@ -15,7 +15,9 @@ never by the service).
 
 Reads are retried when the service cannot be reached or answers 502/503/504 (a restart, a
 database that went away for a moment), up to `retry_s` seconds; a write is retried only when
-its request never reached the service (connection refused), so it is never done twice.
+it certainly was not done: its request never reached the service (connection refused), or the
+service answers 503 saying its database dropped the write before the commit
+(`X-Transferlab-Retry-Safe: true`). So no write is done twice.
 """
 
 from __future__ import annotations
@@ -138,16 +140,26 @@ class RemoteRegistry:
     # -- methods that need the client's side ------------------------------------------------
 
     def start_run(self, kind: str, **fields: Any) -> str:
-        """Record a run as running, with this process's host, pid and start time."""
+        """Record a run as running, with this process's host, pid and start time. The run id
+        is made here, so a start whose commit was cut off (the database restarting) is looked
+        up, and sent again only if it is not there: never recorded twice."""
         from transferlab.registry.processes import this_process
+        from transferlab.registry.runs import new_run_id
 
         self._interrupt_gone_runs_once()
         fields.setdefault("process", list(this_process()))
-        return self._call("start_run", [kind], fields)
+        fields["run_id"] = fields.get("run_id") or new_run_id(kind)
+        try:
+            return self._call("start_run", [kind], fields)
+        except errors.RegistryUnavailableError:
+            if self.run_exists(fields["run_id"]):
+                return fields["run_id"]
+            return self._call("start_run", [kind], fields)
 
     def finish_run(self, run_id: str, status: str, **fields: Any) -> None:
-        """Record how a run ended; an interrupted fine-tune's unfinished folder goes (here)."""
-        self._call("finish_run", [run_id, status], fields)
+        """Record how a run ended; an interrupted fine-tune's unfinished folder goes (here).
+        Finishing twice the same way is finishing once, so a cut-off call is sent again."""
+        self._call("finish_run", [run_id, status], fields, idempotent=True)
         if status == "interrupted":
             self._remove_unfinished_folder(run_id)
 
@@ -231,12 +243,13 @@ class RemoteRegistry:
         method.__name__ = name
         return method
 
-    def _call(self, method: str, args: list, kwargs: dict) -> Any:
+    def _call(self, method: str, args: list, kwargs: dict, *, idempotent: bool = False) -> Any:
         if kwargs.get("con") is not None:
             raise self._no_sql("connections")
         kwargs.pop("con", None)
         body = dumps({"args": args, "kwargs": kwargs})
-        response = self._post(f"/v1/registry/{method}", body, retry_all=method in READS)
+        retry_all = idempotent or method in READS
+        response = self._post(f"/v1/registry/{method}", body, retry_all=retry_all)
         if response.status_code >= 400:
             raise self._error(method, response)
         return loads(response.content)["value"]
@@ -258,7 +271,7 @@ class RemoteRegistry:
                     raise self._unreachable(error, retried=False) from error
                 problem, response = error, None
             else:
-                if not (retry_all and response.status_code in _RETRY_STATUS):
+                if not self._retry(response, retry_all):
                     return response
                 problem = None
             if time.monotonic() + pause > deadline:
@@ -267,6 +280,14 @@ class RemoteRegistry:
                 raise self._unreachable(problem, retried=True)
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+    @staticmethod
+    def _retry(response: Any, retry_all: bool) -> bool:
+        """Whether to send a call again: a read on 502/503/504, a write only when the service
+        says its database dropped it before the commit (nothing was written)."""
+        if response.status_code not in _RETRY_STATUS:
+            return False
+        return retry_all or response.headers.get("X-Transferlab-Retry-Safe") == "true"
 
     def _unreachable(self, error: Exception | None, *, retried: bool) -> RegistryError:
         again = f" (retried for {self.retry_s:g} s)" if retried else ""
@@ -290,4 +311,6 @@ class RemoteRegistry:
             kind = RegistryError if response.status_code >= 500 else TransferlabError
         error = kind.__new__(kind)
         TransferlabError.__init__(error, problem, fix)
+        if isinstance(error, errors.RegistryUnavailableError):
+            error.retry_safe = response.headers.get("X-Transferlab-Retry-Safe") == "true"
         return error
