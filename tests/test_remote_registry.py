@@ -21,12 +21,13 @@ pytest.importorskip("uvicorn")
 
 from tests.served import Served  # noqa: E402
 from tests.test_promotion import MODEL, SUITE, add_benchmark, build_registry  # noqa: E402
-from tests.test_team_identity import Team  # noqa: E402
+from tests.test_team_identity import Team, snapshot  # noqa: E402
 from transferlab import Registry  # noqa: E402
 from transferlab.errors import (  # noqa: E402
     NotFoundError,
     PermissionDeniedError,
     RegistryError,
+    TransferlabError,
 )
 from transferlab.registry.processes import this_process  # noqa: E402
 from transferlab.registry.remote import RemoteRegistry  # noqa: E402
@@ -203,5 +204,47 @@ def test_the_finetune_template_runs_against_a_served_registry(
         assert version.run_id == run_id and version.uri.startswith(str(weights))
         code, out, err = run_cli("--registry", url, "--json", "show", "tiny-served")
         assert code == 0, err and json.loads(out)["versions"][0]["version_id"] == "tiny-served:1"
+    finally:
+        served.stop()
+
+
+INJECTIONS = ["x'; DROP TABLE models; --", 'a" OR 1=1 --', "../../etc/passwd", "名前\x00"]
+
+
+def test_bad_calls_are_a_clear_4xx_change_nothing_and_the_service_stays_up(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
+    path = tmp_path / "registry.duckdb"
+    team = Team(build_registry(Registry(path)))
+    served = Served(create_app(path, artefact_dir=tmp_path / "artefacts", max_body_bytes=64 * 1024))
+    url = f"http://127.0.0.1:{served.port}"
+    token = team.tokens["admin"]
+    before = snapshot(team.plain)
+
+    def call(method: str, body: bytes, status: int, text: str) -> None:
+        reply = served.call(
+            "POST", f"/v1/registry/{method}", token=token, raw=body,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert reply.status == status, (method, reply.status, reply.body[:300])
+        assert text in reply.json()["error"] and reply.json()["fix"], reply.json()
+
+    try:
+        call("start_run", b'{"args": ["load"', 422, "JSON decode error")
+        call("start_run", json.dumps({"args": ["x"], "actor": "mallory"}).encode(), 422, "actor")
+        call("start_run", json.dumps({"args": ["x" * 70_000]}).encode(), 413, "limit")
+        call("get_model", json.dumps({"args": [1, 2, 3]}).encode(), 400, "get_model")
+        call("resolve", json.dumps({"args": ["intents-lora:99"]}).encode(), 404, "version 99")
+        call("add_model", json.dumps({"args": [{"$dc": "Popen"}]}).encode(), 400, "Popen")
+        remote = Registry(url, token=token)
+        for text in INJECTIONS:
+            with pytest.raises(TransferlabError):
+                remote.get_model(text)
+            with pytest.raises(TransferlabError):
+                remote.set_alias(f"{MODEL}:1", text)
+            with pytest.raises(TransferlabError):
+                remote.resolve(text)
+            assert remote.runs(kind=text) == []
+        assert snapshot(team.plain) == before
+        assert served.call("GET", "/healthz").status == 200
     finally:
         served.stop()
