@@ -7,6 +7,7 @@ kind."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -183,6 +184,7 @@ def test_the_finetune_template_runs_against_a_served_registry(
 ):
     monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
     monkeypatch.delenv("TRANSFERLAB_MODELS", raising=False)
+    monkeypatch.setenv("TRANSFERLAB_ARTEFACT_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "registry.duckdb"
     Registry(path).schema_version()
     served = Served(create_app(path, allow_anonymous=True, artefact_dir=tmp_path / "artefacts"))
@@ -200,10 +202,21 @@ def test_the_finetune_template_runs_against_a_served_registry(
         local = Registry(path)
         run = local.get_run(run_id)
         assert run["status"] == "succeeded" and run["host"] == this_process()[0]
+        # the weights went to the service's artefact store, content-addressed
         version = local.resolve("tiny-served")
-        assert version.run_id == run_id and version.uri.startswith(str(weights))
+        assert version.run_id == run_id and version.uri.startswith("artefact://sha256/")
+        digest = version.uri.rsplit("/", 1)[1]
+        stored = tmp_path / "artefacts" / "sha256" / digest[:2] / digest[2:]
+        assert stored.is_file() and hashlib.sha256(stored.read_bytes()).hexdigest() == digest
         code, out, err = run_cli("--registry", url, "--json", "show", "tiny-served")
-        assert code == 0, err and json.loads(out)["versions"][0]["version_id"] == "tiny-served:1"
+        assert code == 0, err
+        assert json.loads(out)["versions"][0]["uri"] == version.uri
+        assert not (tmp_path / "cache").exists()  # showing downloads nothing
+        # loading it over HTTP downloads it once into the cache, checked, and predicts
+        code, out, err = run_cli("--registry", url, "--json", "predict", "tiny-served:1", "hi")
+        assert code == 0, err
+        assert [p["text"] for p in json.loads(out)] == ["hi"]
+        assert any((tmp_path / "cache" / digest).glob("*.safetensors"))
     finally:
         served.stop()
 

@@ -78,6 +78,9 @@ class RemoteRegistry:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
         self._checked_runs = False
+        from transferlab.registry.artefact_files import add_fetcher
+
+        add_fetcher(self.fetch)  # a loader meeting an artefact:// uri downloads it from here
 
     def __repr__(self) -> str:
         return f"RemoteRegistry({self.display_location!r})"
@@ -93,6 +96,9 @@ class RemoteRegistry:
 
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
+        from transferlab.registry.artefact_files import add_fetcher
+
+        add_fetcher(self.fetch)
 
     # -- what a local registry has that a served one has not --------------------------------
 
@@ -219,6 +225,71 @@ class RemoteRegistry:
             if known is not None:
                 check_existing(known)
         return self._call("register_import", [record, uri], fields)
+
+    # -- weights: uploaded to the service's artefact store, downloaded into a local cache ----
+
+    def add_version(self, model_name: str, kind: str, uri: str | None, **fields: Any):
+        """As Registry.add_version; weights in a folder here are uploaded first."""
+        return self._call("add_version", [model_name, kind, self._stored(uri)], fields)
+
+    def record_derived_version(self, record: Any, kind: str, uri: str, **fields: Any):
+        """As Registry.record_derived_version; weights in a folder here (the derived model's,
+        and a base's registered with it) are uploaded first."""
+        if fields.get("base") is not None:
+            base_record, base_uri, base_metadata = fields["base"]
+            fields["base"] = (base_record, self._stored(base_uri), base_metadata)
+        return self._call("record_derived_version", [record, kind, self._stored(uri)], fields)
+
+    def _stored(self, uri: str | None) -> str | None:
+        """`uri`, or for a folder on this machine the artefact uri of its upload."""
+        if not uri or "://" in uri or not Path(uri).is_dir():
+            return uri
+        import tempfile
+
+        from transferlab.registry.artefact_files import artefact_uri, pack
+
+        with tempfile.TemporaryDirectory(prefix="transferlab-upload-") as work:
+            archive = Path(work) / "weights.tar"
+            digest = pack(Path(uri), archive)
+            with archive.open("rb") as handle:
+                response = self._http.put(
+                    f"/v1/artefacts/{digest}",
+                    content=handle,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+        if response.status_code >= 400:
+            raise self._error("upload", response)
+        return artefact_uri(digest)
+
+    def fetch(self, uri: str | None) -> Path | None:
+        """The local folder of an `artefact://` uri, downloaded and checked if not cached;
+        None for any other uri."""
+        import tempfile
+
+        from transferlab.registry.artefact_files import (
+            cache_root,
+            cached_folder,
+            digest_of_uri,
+            unpack,
+        )
+
+        digest = digest_of_uri(uri)
+        if digest is None:
+            return None
+        folder = cached_folder(digest)
+        if folder is not None:
+            return folder
+        cache_root().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=cache_root()) as work:
+            archive = Path(work) / "weights.tar"
+            with self._http.stream("GET", f"/v1/artefacts/{digest}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error("download", response)
+                with archive.open("wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+            return unpack(archive, digest)
 
     def save_embeddings(self, embedder: str, rows: Any) -> int:
         rows, saved = list(rows), 0
