@@ -7,6 +7,7 @@ kind."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -21,12 +22,13 @@ pytest.importorskip("uvicorn")
 
 from tests.served import Served  # noqa: E402
 from tests.test_promotion import MODEL, SUITE, add_benchmark, build_registry  # noqa: E402
-from tests.test_team_identity import Team  # noqa: E402
+from tests.test_team_identity import Team, snapshot  # noqa: E402
 from transferlab import Registry  # noqa: E402
 from transferlab.errors import (  # noqa: E402
     NotFoundError,
     PermissionDeniedError,
     RegistryError,
+    TransferlabError,
 )
 from transferlab.registry.processes import this_process  # noqa: E402
 from transferlab.registry.remote import RemoteRegistry  # noqa: E402
@@ -182,6 +184,7 @@ def test_the_finetune_template_runs_against_a_served_registry(
 ):
     monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
     monkeypatch.delenv("TRANSFERLAB_MODELS", raising=False)
+    monkeypatch.setenv("TRANSFERLAB_ARTEFACT_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "registry.duckdb"
     Registry(path).schema_version()
     served = Served(create_app(path, allow_anonymous=True, artefact_dir=tmp_path / "artefacts"))
@@ -199,9 +202,62 @@ def test_the_finetune_template_runs_against_a_served_registry(
         local = Registry(path)
         run = local.get_run(run_id)
         assert run["status"] == "succeeded" and run["host"] == this_process()[0]
+        # the weights went to the service's artefact store, content-addressed
         version = local.resolve("tiny-served")
-        assert version.run_id == run_id and version.uri.startswith(str(weights))
+        assert version.run_id == run_id and version.uri.startswith("artefact://sha256/")
+        digest = version.uri.rsplit("/", 1)[1]
+        stored = tmp_path / "artefacts" / "sha256" / digest[:2] / digest[2:]
+        assert stored.is_file() and hashlib.sha256(stored.read_bytes()).hexdigest() == digest
         code, out, err = run_cli("--registry", url, "--json", "show", "tiny-served")
-        assert code == 0, err and json.loads(out)["versions"][0]["version_id"] == "tiny-served:1"
+        assert code == 0, err
+        assert json.loads(out)["versions"][0]["uri"] == version.uri
+        assert not (tmp_path / "cache").exists()  # showing downloads nothing
+        # loading it over HTTP downloads it once into the cache, checked, and predicts
+        code, out, err = run_cli("--registry", url, "--json", "predict", "tiny-served:1", "hi")
+        assert code == 0, err
+        assert [p["text"] for p in json.loads(out)] == ["hi"]
+        assert any((tmp_path / "cache" / digest).glob("*.safetensors"))
+    finally:
+        served.stop()
+
+
+INJECTIONS = ["x'; DROP TABLE models; --", 'a" OR 1=1 --', "../../etc/passwd", "名前\x00"]
+
+
+def test_bad_calls_are_a_clear_4xx_change_nothing_and_the_service_stays_up(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
+    path = tmp_path / "registry.duckdb"
+    team = Team(build_registry(Registry(path)))
+    served = Served(create_app(path, artefact_dir=tmp_path / "artefacts", max_body_bytes=64 * 1024))
+    url = f"http://127.0.0.1:{served.port}"
+    token = team.tokens["admin"]
+    before = snapshot(team.plain)
+
+    def call(method: str, body: bytes, status: int, text: str) -> None:
+        reply = served.call(
+            "POST", f"/v1/registry/{method}", token=token, raw=body,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert reply.status == status, (method, reply.status, reply.body[:300])
+        assert text in reply.json()["error"] and reply.json()["fix"], reply.json()
+
+    try:
+        call("start_run", b'{"args": ["load"', 422, "JSON decode error")
+        call("start_run", json.dumps({"args": ["x"], "actor": "mallory"}).encode(), 422, "actor")
+        call("start_run", json.dumps({"args": ["x" * 70_000]}).encode(), 413, "limit")
+        call("get_model", json.dumps({"args": [1, 2, 3]}).encode(), 400, "get_model")
+        call("resolve", json.dumps({"args": ["intents-lora:99"]}).encode(), 404, "version 99")
+        call("add_model", json.dumps({"args": [{"$dc": "Popen"}]}).encode(), 400, "Popen")
+        remote = Registry(url, token=token)
+        for text in INJECTIONS:
+            with pytest.raises(TransferlabError):
+                remote.get_model(text)
+            with pytest.raises(TransferlabError):
+                remote.set_alias(f"{MODEL}:1", text)
+            with pytest.raises(TransferlabError):
+                remote.resolve(text)
+            assert remote.runs(kind=text) == []
+        assert snapshot(team.plain) == before
+        assert served.call("GET", "/healthz").status == 200
     finally:
         served.stop()

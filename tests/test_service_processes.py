@@ -188,3 +188,83 @@ def test_eight_client_processes_record_fifty_runs_each(registry, tmp_path, monke
             if client.poll() is None:
                 client.kill()
         served.stop()
+
+
+# -- PostgreSQL restarted under load --------------------------------------------------------------
+
+RESTART_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    from transferlab import Registry
+    registry, recorded, errors = Registry(sys.argv[1]), [], []
+    for i in range(int(sys.argv[2])):
+        try:
+            run_id = registry.start_run("load", parameters={"i": i})
+            registry.finish_run(run_id, "succeeded")
+            recorded.append(run_id)
+        except Exception as error:  # counted, not fatal: the test says which
+            errors.append(f"{type(error).__name__}: {error}")
+    print(json.dumps({"recorded": recorded, "errors": errors}))
+    """
+)
+
+
+@pytest.mark.postgres
+def test_postgresql_restarted_under_load_loses_and_doubles_nothing(tmp_path, monkeypatch):
+    """4 clients record runs through the service while its PostgreSQL server restarts: the
+    service answers the cut calls with a retryable 503, the clients send them again (a start
+    whose commit was cut is looked up first), and every run is there once."""
+    from tests.postgres_server import ThrowawayCluster, _pg_bin
+
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "no initdb: a cluster of its own is needed to restart it (apt-get install postgresql)"
+        )
+    cluster = ThrowawayCluster(bin_dir)
+    admin = cluster.start()
+    if admin is None:
+        pytest.skip(f"a throw-away PostgreSQL cluster did not start: {cluster.problem}")
+    monkeypatch.delenv("TRANSFERLAB_TOKEN", raising=False)
+    served = None
+    try:
+        import psycopg
+
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute("CREATE DATABASE restart_load")
+        location = admin.rsplit("/", 1)[0] + "/restart_load"
+        Registry(location).schema_version()
+        served = Served(create_app(location, tmp_path / "artefacts", allow_anonymous=True))
+        url = f"http://127.0.0.1:{served.port}"
+        env = {**os.environ, "TRANSFERLAB_RETRY_S": "90"}
+        clients = [
+            subprocess.Popen(
+                [sys.executable, "-c", RESTART_CLIENT, url, "40"],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )  # fmt: skip
+            for _ in range(4)
+        ]
+        deadline = time.monotonic() + 120
+        while len(Registry(location).runs(kind="load", limit=1000)) < 20:
+            assert time.monotonic() < deadline, "the clients recorded nothing in 120 s"
+            time.sleep(0.1)
+        restarted = cluster._run(
+            bin_dir / "pg_ctl", "-D", cluster.data, "-l", cluster.folder / "server.log",
+            "-m", "fast", "-w", "-t", "60", "restart",
+            "-o", f"-p {cluster.port} -k {cluster.folder} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off",
+        )  # fmt: skip
+        assert restarted.returncode == 0, restarted.stderr
+        outcomes = [json.loads(client.communicate(timeout=600)[0]) for client in clients]
+        assert [o["errors"] for o in outcomes] == [[]] * 4
+        recorded = [run_id for o in outcomes for run_id in o["recorded"]]
+        runs = Registry(location).runs(kind="load", limit=1000)
+        assert len(recorded) == 160 and sorted(r["run_id"] for r in runs) == sorted(recorded)
+        assert {r["status"] for r in runs} == {"succeeded"}
+        assert served.call("GET", "/readyz").status == 200
+    finally:
+        if served is not None:
+            served.stop()
+        cluster.stop()

@@ -24,6 +24,16 @@ class RegistryLockedError(RegistryError):
     """Another process held the registry for longer than the bounded wait."""
 
 
+class RegistryUnavailableError(RegistryError):
+    """The registry's database server could not be reached, or dropped the connection (a
+    restart). `retry_safe`: the operation was certainly not done (it failed before its
+    commit), so it may be sent again; False when a commit's outcome is unknown."""
+
+    def __init__(self, problem: str, fix: str | None = None, *, retry_safe: bool = True):
+        super().__init__(problem, fix)
+        self.retry_safe = retry_safe
+
+
 class NotFoundError(TransferlabError):
     """A model, version, alias or run that does not exist."""
 

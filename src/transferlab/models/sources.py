@@ -50,6 +50,18 @@ def source_from_uri(uri: str | None, what: str) -> ModelSource:
         )
     if uri.startswith(HUB_SCHEME):
         return ModelSource(uri.removeprefix(HUB_SCHEME), is_local=False)
+    from transferlab.registry.artefact_files import digest_of_uri, local_folder
+
+    if digest_of_uri(uri) is not None:  # weights in a served registry's artefact store
+        folder = local_folder(uri)
+        if folder is None:
+            raise ModelSourceError(
+                f"The weights of {what} are in a registry service's artefact store ({uri}) "
+                "and have not been downloaded to this machine.",
+                "Open the registry through that service (--registry http://HOST:PORT): "
+                "loading the version there downloads and checks them once.",
+            )
+        return ModelSource(str(folder), is_local=True)
     if "://" in uri:
         scheme = uri.split("://", 1)[0]
         raise ModelSourceError(

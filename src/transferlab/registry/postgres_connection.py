@@ -29,7 +29,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from transferlab.errors import RegistryError, RegistryLockedError
+from transferlab.errors import RegistryError, RegistryLockedError, RegistryUnavailableError
 from transferlab.registry.postgres_sql import to_pyformat
 
 CONNECT_TIMEOUT_S = 5
@@ -145,7 +145,7 @@ def _connection_failure(place: PostgresLocation, error: Exception) -> RegistryEr
             "Check the user in the URL and give the password in ~/.pgpass or PGPASSWORD "
             f"(a password written into the URL is passed on to notebooks). {nothing}",
         )
-    return RegistryError(
+    return RegistryUnavailableError(
         f"The PostgreSQL server at {place.server} cannot be reached for the registry "
         f"{place.display} (database {place.dbname!r}): {detail}",
         "Start the server (e.g. pg_ctlcluster 15 main start), or fix the host and port given "
@@ -300,7 +300,12 @@ def _opened(place: PostgresLocation, read_only: bool, timeout_s: float) -> Postg
             kept.raw.close()
     con = PostgresConnection(connect(place), place)
     _slots.held[place.key] = con
-    _begin(con, read_only, timeout_s)
+    try:
+        _begin(con, read_only, timeout_s)
+    except psycopg.OperationalError as error:
+        if con.usable():
+            raise
+        raise _dropped(place, error, retry_safe=True) from error
     return con
 
 
@@ -338,19 +343,42 @@ def held_connection(
         return
     con = _opened(place, read_only, timeout_s)
     con.depth, con.read_only, con.savepoints = 1, read_only, 0
+    psycopg = psycopg_module()
     try:
         yield con
-    except BaseException:
+    except BaseException as error:
         con.depth = 0
         _end(con, commit=False)
+        if isinstance(error, psycopg.OperationalError) and not con.usable():
+            # the server dropped the connection before the commit: nothing was written
+            raise _dropped(place, error, retry_safe=True) from error
         raise
     con.depth = 0
     try:
         _end(con, commit=True)
-    except Exception:
+    except Exception as error:
         with suppress(Exception):
             con.raw.execute("ROLLBACK")
+        if isinstance(error, psycopg.OperationalError) and not con.usable():
+            raise _dropped(place, error, retry_safe=False) from error
         raise
+
+
+def _dropped(place: PostgresLocation, error: Exception, *, retry_safe: bool) -> RegistryError:
+    """A connection the server closed in the middle of an operation (a restart, a failover)."""
+    _slots.held.pop(place.key, None)
+    outcome = (
+        "nothing was written"
+        if retry_safe
+        else "the commit was sent, so it may or may not have been written"
+    )
+    return RegistryUnavailableError(
+        f"The PostgreSQL server at {place.server} closed the connection of the registry "
+        f"{place.display} during an operation ({type(error).__name__}); {outcome}.",
+        "Try again once the server is back"
+        + ("." if retry_safe else ", after checking whether the change is there."),
+        retry_safe=retry_safe,
+    )
 
 
 @contextmanager

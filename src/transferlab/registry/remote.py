@@ -15,7 +15,9 @@ never by the service).
 
 Reads are retried when the service cannot be reached or answers 502/503/504 (a restart, a
 database that went away for a moment), up to `retry_s` seconds; a write is retried only when
-its request never reached the service (connection refused), so it is never done twice.
+it certainly was not done: its request never reached the service (connection refused), or the
+service answers 503 saying its database dropped the write before the commit
+(`X-Transferlab-Retry-Safe: true`). So no write is done twice.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class RemoteRegistry:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
         self._checked_runs = False
+        from transferlab.registry.artefact_files import add_fetcher
+
+        add_fetcher(self.fetch)  # a loader meeting an artefact:// uri downloads it from here
 
     def __repr__(self) -> str:
         return f"RemoteRegistry({self.display_location!r})"
@@ -91,6 +96,9 @@ class RemoteRegistry:
 
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
+        from transferlab.registry.artefact_files import add_fetcher
+
+        add_fetcher(self.fetch)
 
     # -- what a local registry has that a served one has not --------------------------------
 
@@ -138,16 +146,26 @@ class RemoteRegistry:
     # -- methods that need the client's side ------------------------------------------------
 
     def start_run(self, kind: str, **fields: Any) -> str:
-        """Record a run as running, with this process's host, pid and start time."""
+        """Record a run as running, with this process's host, pid and start time. The run id
+        is made here, so a start whose commit was cut off (the database restarting) is looked
+        up, and sent again only if it is not there: never recorded twice."""
         from transferlab.registry.processes import this_process
+        from transferlab.registry.runs import new_run_id
 
         self._interrupt_gone_runs_once()
         fields.setdefault("process", list(this_process()))
-        return self._call("start_run", [kind], fields)
+        fields["run_id"] = fields.get("run_id") or new_run_id(kind)
+        try:
+            return self._call("start_run", [kind], fields)
+        except errors.RegistryUnavailableError:
+            if self.run_exists(fields["run_id"]):
+                return fields["run_id"]
+            return self._call("start_run", [kind], fields)
 
     def finish_run(self, run_id: str, status: str, **fields: Any) -> None:
-        """Record how a run ended; an interrupted fine-tune's unfinished folder goes (here)."""
-        self._call("finish_run", [run_id, status], fields)
+        """Record how a run ended; an interrupted fine-tune's unfinished folder goes (here).
+        Finishing twice the same way is finishing once, so a cut-off call is sent again."""
+        self._call("finish_run", [run_id, status], fields, idempotent=True)
         if status == "interrupted":
             self._remove_unfinished_folder(run_id)
 
@@ -208,6 +226,71 @@ class RemoteRegistry:
                 check_existing(known)
         return self._call("register_import", [record, uri], fields)
 
+    # -- weights: uploaded to the service's artefact store, downloaded into a local cache ----
+
+    def add_version(self, model_name: str, kind: str, uri: str | None, **fields: Any):
+        """As Registry.add_version; weights in a folder here are uploaded first."""
+        return self._call("add_version", [model_name, kind, self._stored(uri)], fields)
+
+    def record_derived_version(self, record: Any, kind: str, uri: str, **fields: Any):
+        """As Registry.record_derived_version; weights in a folder here (the derived model's,
+        and a base's registered with it) are uploaded first."""
+        if fields.get("base") is not None:
+            base_record, base_uri, base_metadata = fields["base"]
+            fields["base"] = (base_record, self._stored(base_uri), base_metadata)
+        return self._call("record_derived_version", [record, kind, self._stored(uri)], fields)
+
+    def _stored(self, uri: str | None) -> str | None:
+        """`uri`, or for a folder on this machine the artefact uri of its upload."""
+        if not uri or "://" in uri or not Path(uri).is_dir():
+            return uri
+        import tempfile
+
+        from transferlab.registry.artefact_files import artefact_uri, pack
+
+        with tempfile.TemporaryDirectory(prefix="transferlab-upload-") as work:
+            archive = Path(work) / "weights.tar"
+            digest = pack(Path(uri), archive)
+            with archive.open("rb") as handle:
+                response = self._http.put(
+                    f"/v1/artefacts/{digest}",
+                    content=handle,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+        if response.status_code >= 400:
+            raise self._error("upload", response)
+        return artefact_uri(digest)
+
+    def fetch(self, uri: str | None) -> Path | None:
+        """The local folder of an `artefact://` uri, downloaded and checked if not cached;
+        None for any other uri."""
+        import tempfile
+
+        from transferlab.registry.artefact_files import (
+            cache_root,
+            cached_folder,
+            digest_of_uri,
+            unpack,
+        )
+
+        digest = digest_of_uri(uri)
+        if digest is None:
+            return None
+        folder = cached_folder(digest)
+        if folder is not None:
+            return folder
+        cache_root().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=cache_root()) as work:
+            archive = Path(work) / "weights.tar"
+            with self._http.stream("GET", f"/v1/artefacts/{digest}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error("download", response)
+                with archive.open("wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+            return unpack(archive, digest)
+
     def save_embeddings(self, embedder: str, rows: Any) -> int:
         rows, saved = list(rows), 0
         for start in range(0, len(rows), _SAVE_EMBEDDINGS_BATCH):
@@ -231,12 +314,13 @@ class RemoteRegistry:
         method.__name__ = name
         return method
 
-    def _call(self, method: str, args: list, kwargs: dict) -> Any:
+    def _call(self, method: str, args: list, kwargs: dict, *, idempotent: bool = False) -> Any:
         if kwargs.get("con") is not None:
             raise self._no_sql("connections")
         kwargs.pop("con", None)
         body = dumps({"args": args, "kwargs": kwargs})
-        response = self._post(f"/v1/registry/{method}", body, retry_all=method in READS)
+        retry_all = idempotent or method in READS
+        response = self._post(f"/v1/registry/{method}", body, retry_all=retry_all)
         if response.status_code >= 400:
             raise self._error(method, response)
         return loads(response.content)["value"]
@@ -258,7 +342,7 @@ class RemoteRegistry:
                     raise self._unreachable(error, retried=False) from error
                 problem, response = error, None
             else:
-                if not (retry_all and response.status_code in _RETRY_STATUS):
+                if not self._retry(response, retry_all):
                     return response
                 problem = None
             if time.monotonic() + pause > deadline:
@@ -267,6 +351,14 @@ class RemoteRegistry:
                 raise self._unreachable(problem, retried=True)
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+    @staticmethod
+    def _retry(response: Any, retry_all: bool) -> bool:
+        """Whether to send a call again: a read on 502/503/504, a write only when the service
+        says its database dropped it before the commit (nothing was written)."""
+        if response.status_code not in _RETRY_STATUS:
+            return False
+        return retry_all or response.headers.get("X-Transferlab-Retry-Safe") == "true"
 
     def _unreachable(self, error: Exception | None, *, retried: bool) -> RegistryError:
         again = f" (retried for {self.retry_s:g} s)" if retried else ""
@@ -290,4 +382,6 @@ class RemoteRegistry:
             kind = RegistryError if response.status_code >= 500 else TransferlabError
         error = kind.__new__(kind)
         TransferlabError.__init__(error, problem, fix)
+        if isinstance(error, errors.RegistryUnavailableError):
+            error.retry_safe = response.headers.get("X-Transferlab-Retry-Safe") == "true"
         return error

@@ -34,6 +34,7 @@ from transferlab.errors import (
     PermissionDeniedError,
     RegistryError,
     RegistryLockedError,
+    RegistryUnavailableError,
     TransferlabError,
 )
 from transferlab.registry import Registry
@@ -170,6 +171,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (PermissionDeniedError, 403),
     (NotFoundError, 404),
     (RegistryLockedError, 503),
+    (RegistryUnavailableError, 503),
     (CorruptArtefactError, 500),
 )
 
@@ -199,9 +201,14 @@ def error_response(
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TransferlabError)
     async def transferlab_error(request: Request, error: TransferlabError) -> JSONResponse:
-        return error_response(
+        response = error_response(
             request, status_of(error), error.problem, error.fix, type(error).__name__
         )
+        if isinstance(error, RegistryUnavailableError):
+            # a client may send the call again: certainly (retry_safe) or after checking
+            response.headers["Retry-After"] = "1"
+            response.headers["X-Transferlab-Retry-Safe"] = "true" if error.retry_safe else "false"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -36,42 +36,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferlab.errors import NotFoundError, TransferlabError
+from transferlab.registry.artefact_files import (  # noqa: F401 (the service's names for them)
+    _DIGEST,
+    URI_PREFIX,
+    ArtefactError,
+    artefact_uri,
+    check_digest,
+    digest_of_uri,
+)
 
-URI_PREFIX = "artefact://sha256/"
 CHUNK_BYTES = 1 << 20
 DEFAULT_ORPHAN_GRACE_S = 24 * 3600.0
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-
-
-class ArtefactError(TransferlabError):
-    """An upload or download that cannot be done as asked; nothing was stored."""
 
 
 class CorruptArtefactError(TransferlabError):
     """A stored artefact whose bytes no longer match its digest (never served)."""
-
-
-def check_digest(digest: str) -> str:
-    """The digest, if it is 64 lower-case hex digits; refused (without using it) otherwise."""
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
-        shown = digest[:80] if isinstance(digest, str) else type(digest).__name__
-        raise ArtefactError(
-            f"{shown!r} is not a SHA-256 digest: artefacts are named by the 64 lower-case hex "
-            "digits of their content's SHA-256, never by a file name.",
-            "Compute it with `sha256sum FILE` (or hashlib.sha256) and send that.",
-        )
-    return digest
-
-
-def artefact_uri(digest: str) -> str:
-    return URI_PREFIX + check_digest(digest)
-
-
-def digest_of_uri(uri: str | None) -> str | None:
-    """The digest an `artefact://sha256/<hex>` uri names; None for any other uri."""
-    if not uri or not uri.startswith(URI_PREFIX):
-        return None
-    return check_digest(uri[len(URI_PREFIX) :])
 
 
 @dataclass(frozen=True)
