@@ -1,6 +1,6 @@
 """The REST service (`transferlab serve`) under a real uvicorn on a loopback port, no mocks:
 health and readiness, the OpenAPI page, the token matrix (every role and every bad credential
-on a representative set of endpoints; refused calls change nothing), bad input, four-eyes over
+on every route; refused calls change nothing), bad input, four-eyes over
 HTTP, the artefact store (content-addressed upload, verified download, the sweep of what a
 killed upload leaves). On both backends where it takes the `registry` fixture. The service as a
 process of its own (`transferlab serve`, kill -9, load) is in test_service_processes.py."""
