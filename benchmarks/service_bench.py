@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import registry_bench as rb
 
 from transferlab.embeddings import embed_texts
@@ -92,18 +93,25 @@ def served(location: str, folder: Path) -> Iterator[dict[str, Any]]:
             process.kill()
             info["exit_code"] = process.wait()
         lines = log_path.read_text(errors="replace").splitlines()
-        info["statuses"] = status_counts(lines)
+        info.update(access_log_summary(lines))
         info["log_tail"] = lines[-5:]
 
 
-def status_counts(lines: list[str]) -> dict[str, int]:
-    """How many requests got each HTTP status (the service's JSON access log lines)."""
-    counts: dict[str, int] = {}
+def access_log_summary(lines: list[str]) -> dict[str, Any]:
+    """Requests per HTTP status, and per path the service's own time (its JSON access log):
+    what a call costs inside the service, without the HTTP client and the network."""
+    statuses: dict[str, int] = {}
+    durations: dict[str, list[float]] = {}
     for line in lines:
         if line.startswith("{"):
-            status = str(json.loads(line).get("status"))
-            counts[status] = counts.get(status, 0) + 1
-    return counts
+            entry = json.loads(line)
+            statuses[str(entry["status"])] = statuses.get(str(entry["status"]), 0) + 1
+            durations.setdefault(entry["path"], []).append(entry["duration_ms"])
+    per_path = {
+        path: {"n": len(values), "p50_ms": round(float(np.median(values)), 2)}
+        for path, values in sorted(durations.items())
+    }
+    return {"statuses": statuses, "service_ms_by_path": per_path}
 
 
 def process_cpu_s(pid: int) -> float:
@@ -372,7 +380,8 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "results": args.results,
         "registry": direct.display_location,
         "machine": rb.machine_info(),
-        "parameters": {k: v for k, v in vars(args).items() if k != "worker"} | {"out": None},
+        "parameters": {k: v for k, v in vars(args).items() if k != "worker"}
+        | {"registry_location": args.registry_location and direct.display_location, "out": None},
         "load": load,
         "service": service,
         "reads": reads,
