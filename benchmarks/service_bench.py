@@ -15,6 +15,7 @@ RemoteRegistry: every method one `POST /v1/registry/<method>`):
   ways (MiniLM), only the vector travels;
 - leaderboard: `registry.leaderboard(suite, metric)` over the results;
 - a round trip: `registry.schema_version()` (the smallest read; what a call costs at least);
+- one run recorded (`start_run` + `finish_run`) by one client alone: a write's own cost;
 - record-run throughput: `--writers` processes, each recording `--runs` runs
   (`start_run` + `finish_run`) as fast as it can, all released at once; runs/s over the span
   from the first call to the last, and a count of the runs that landed.
@@ -166,7 +167,15 @@ def read_cases() -> list[tuple[str, str, Call]]:
                 lambda reg, s=suite, m=metric: lambda: reg.leaderboard(s, m),
             )
         )
+    cases.append(("record run: one client, serial", "write", lambda reg: lambda: record(reg)))
     return cases
+
+
+def record(registry: Any) -> list:
+    """One run recorded: start_run + finish_run (two calls)."""
+    run_id = registry.start_run("benchmark", template="service-bench-serial.ipynb")
+    registry.finish_run(run_id, "succeeded", metrics={"ok": 1})
+    return []
 
 
 def measure_reads(direct: Registry, remote: Any, repeats: int) -> list[dict[str, Any]]:
@@ -178,7 +187,7 @@ def measure_reads(direct: Registry, remote: Any, repeats: int) -> list[dict[str,
         for side, registry in (("direct", direct), ("service", remote)):
             call = make(registry)
             first = call()
-            names[side] = rb.first_names(first) if group != "overhead" else first
+            names[side] = rb.first_names(first) if group not in ("overhead", "write") else first
             entry[side] = vars(rb.time_calls(call, repeats))
             entry[f"{side}_rows"] = len(first)
         entry["same_rows"] = names["direct"] == names["service"]
