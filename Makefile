@@ -19,12 +19,11 @@ demo: $(STAMP)
 	$(BIN)/python -m transferlab.demo
 
 # Every tier: tests and the notebooks (nbval), real MiniLM, training, browser, GPU where present.
-# pytest-xdist workers, each test file on one worker (its module fixtures built once), torch one
-# thread per worker: two workers on 2 cores take about 2/3 of the time one worker with two
-# torch threads takes (most tests start kernels and processes, which one thread cannot share
-# out), and no worker's training starves another's. One worker more than cores (at most 4):
-# with two, the cores were idle a fifth of the time, while tests waited on processes.
-TEST_WORKERS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) + 1 )); [ $$n -gt 4 ] && n=4; echo $$n)
+# One pytest-xdist worker per core (at most 4), each test file on one worker (its module
+# fixtures built once), torch one thread per worker: two workers on 2 cores take about 2/3 of
+# the time one worker with two torch threads takes (most tests start kernels and processes,
+# which one thread cannot share out), and no worker's training starves the other's.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) lint
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 		$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile \
