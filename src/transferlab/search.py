@@ -60,18 +60,12 @@ def sync_embeddings(registry: Registry) -> int:
     )
 
 
-def _validate(registry: Registry, filters: SearchFilters) -> None:
+def _check_filters(filters: SearchFilters) -> None:
+    """What can be refused without the registry."""
     if filters.source and filters.source not in SOURCES:
         raise TransferlabError(
             f"Unknown source {filters.source!r}.", f"Use one of: {', '.join(SOURCES)}."
         )
-    if filters.task and not registry.has_task(filters.task):
-        tasks = registry.model_tasks()
-        if filters.task not in tasks:
-            raise TransferlabError(
-                f"Unknown task {filters.task!r}.",
-                f"Tasks in this registry: {', '.join(tasks) or 'none (run transferlab init)'}.",
-            )
     if filters.license not in LICENSE_POLICIES and not re.match(
         r"^[a-z0-9.\-+]+$", filters.license
     ):
@@ -79,6 +73,19 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
             f"Invalid licence filter {filters.license!r}.",
             f"Use {', '.join(LICENSE_POLICIES)} or a licence id such as apache-2.0.",
         )
+    if filters.limit < 1:
+        raise TransferlabError(f"Invalid limit {filters.limit}.", "Use a positive number.")
+
+
+def _check_known(registry: Registry, filters: SearchFilters) -> None:
+    """A task or licence no model has: refused by name (asked only when nothing matched)."""
+    if filters.task and not registry.has_task(filters.task):
+        tasks = registry.model_tasks()
+        if filters.task not in tasks:
+            raise TransferlabError(
+                f"Unknown task {filters.task!r}.",
+                f"Tasks in this registry: {', '.join(tasks) or 'none (run transferlab init)'}.",
+            )
     if filters.license not in LICENSE_POLICIES and not registry.has_licence(filters.license):
         known = registry.model_licences()
         raise TransferlabError(
@@ -86,8 +93,6 @@ def _validate(registry: Registry, filters: SearchFilters) -> None:
             f"Use {', '.join(LICENSE_POLICIES)} or one of the licences in this registry: "
             f"{', '.join(known) or 'none (run transferlab init)'}.",
         )
-    if filters.limit < 1:
-        raise TransferlabError(f"Invalid limit {filters.limit}.", "Use a positive number.")
 
 
 def local_path(uri: str | None) -> Path | None:
@@ -112,8 +117,10 @@ def search_models(registry: Registry, filters: SearchFilters) -> list[dict]:
 
 
 def _search(registry: Registry, filters: SearchFilters, vector: list[float] | None) -> list[dict]:
-    _validate(registry, filters)
+    _check_filters(filters)
     rows = registry.search_rows(filters, filters.limit, vector)
+    if not rows:  # an unknown task or licence matches nothing: say which (one query saved
+        _check_known(registry, filters)  # per search otherwise; two calls over HTTP)
     if filters.runnable_here and rows:
         local = _names_with_local_weights(registry, [row["name"] for row in rows])
         rows = [row for row in rows if row["name"] in local]
