@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import transferlab_executable
+from tests.conftest import direct, transferlab_executable
 from transferlab import ModelRecord, Registry
 from transferlab.errors import RegistryError
 
@@ -31,6 +31,9 @@ def _fill(registry: Registry) -> None:
     registry.add_version("enc", "full", "hf://org/enc-full")
     registry.set_alias("enc:1", "champion", reason="first")
     registry.finish_run(registry.start_run("finetune"), "succeeded")
+
+
+SERVED = True  # the registry suite: also through the service (conftest.py)
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ def _fingerprint(path: Path) -> tuple:
 
 
 def _state(location: str | Path) -> list[dict]:
-    return Registry(location).query(
+    return direct(Registry(location)).query(
         "SELECT (SELECT count(*) FROM aliases) AS aliases, "
         "(SELECT count(*) FROM audit_log) AS moves, (SELECT count(*) FROM runs) AS runs, "
         "(SELECT count(*) FROM model_versions) AS versions"
@@ -240,6 +243,8 @@ def test_a_registry_path_through_a_file_says_so(tmp_path, run_cli):
 def test_a_bad_lock_timeout_names_the_variable_and_what_it_expects(
     small, run_cli, monkeypatch, value
 ):
+    if small.startswith("http"):
+        pytest.skip("a served registry's lock waits are the service's (it reads the variable)")
     monkeypatch.setenv("TRANSFERLAB_LOCK_TIMEOUT", value)
     _refused(
         run_cli("runs", "--registry", small),
