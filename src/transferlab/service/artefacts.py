@@ -44,6 +44,7 @@ from transferlab.registry.artefact_files import (  # noqa: F401 (the service's n
     check_digest,
     digest_of_uri,
 )
+from transferlab.registry.processes import pid_exists
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_ORPHAN_GRACE_S = 24 * 3600.0
@@ -172,7 +173,7 @@ class ArtefactStore:
             owner, pid_text, *_ = [*part.name.removesuffix(".part").split("-", 2), "", ""]
             pid = int(pid_text) if pid_text.isdigit() else None
             old = _age(part, now) > grace_s
-            if (owner == host and pid is not None and not _alive(pid)) or old:
+            if (owner == host and pid is not None and not pid_exists(pid)) or old:
                 with contextlib.suppress(FileNotFoundError):
                     part.unlink()
                     removed["parts"].append(part.name)
@@ -194,16 +195,6 @@ def _chunks(handle) -> Iterator[bytes]:
 
 def host_label() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _age(path: Path, now: float) -> float:

@@ -12,7 +12,6 @@ are marked interrupted before anything starts.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 from transferlab.parameters import signature
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
+from transferlab.registry.processes import pid_exists
 from transferlab.sweeps import workers as worker_setup
 from transferlab.sweeps.executors import (
     DEFAULT_EXECUTOR,
@@ -268,15 +268,7 @@ def interrupt_stale(registry: Registry, name: str) -> list[str]:
 
 
 def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(pid) and pid_exists(pid)
 
 
 def mark_interrupted(registry: Registry, run_ids: list[str], error: str) -> None:
