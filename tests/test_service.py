@@ -21,7 +21,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from tests.served import Reply, Served  # noqa: E402
 from tests.test_promotion import MODEL, build_registry  # noqa: E402
-from tests.test_team_identity import Team, _prepared, _request, snapshot  # noqa: E402
+from tests.test_team_identity import Team, _bad_token, _prepared, _request, snapshot  # noqa: E402
 from transferlab import Registry  # noqa: E402
 from transferlab.errors import PermissionDeniedError  # noqa: E402
 from transferlab.registry import identity  # noqa: E402
@@ -219,25 +219,6 @@ def _artefact_version(team: Team) -> str:
 
 
 BAD = ("none", "malformed", "forged", "revoked", "expired", "disabled")
-
-
-def _bad_token(team: Team, kind: str) -> str | None:
-    if kind == "none":
-        return None
-    if kind == "malformed":
-        return "tlab_not-a-token"
-    if kind == "forged":
-        good = team.tokens["admin"]
-        return good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
-    if kind == "disabled":
-        name = f"dora{len(team.plain.users())}"
-        _, token = team.admin.add_user(name, "admin")
-        team.admin.disable_user(name)
-        return token
-    row, token = team.admin.create_token("ada", expires_in_days=1)
-    if kind == "revoked":
-        team.admin.revoke_token(row["token_id"])
-    return token  # expired: the clock moves on below
 
 
 # On the DuckDB file only: who may call what is decided by the same code on every backend (the

@@ -283,6 +283,11 @@ def _bad_token(team: Team, kind: str) -> str | None:
     if kind == "forged":
         good = team.tokens["admin"]
         return good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    if kind == "disabled":  # a valid token of a user an admin has since disabled
+        name = f"dora{len(team.plain.users())}"
+        _, token = team.admin.add_user(name, "admin")
+        team.admin.disable_user(name)
+        return token
     row, token = team.admin.create_token("ada", expires_in_days=1)
     if kind == "revoked":
         team.admin.revoke_token(row["token_id"])
