@@ -60,8 +60,6 @@ class RemoteRegistry:
         token: str | None = None,
         retry_s: float | None = None,
     ):
-        import httpx
-
         parts = urlsplit(location.rstrip("/"))
         self.location = urlunsplit(parts)
         #: the location as messages show it (without a password)
@@ -75,12 +73,19 @@ class RemoteRegistry:
             retry_s = float(os.environ.get(RETRY_VARIABLE, DEFAULT_RETRY_S))
         self.retry_s = retry_s
         self.lock_timeout_s = lock_timeout_s
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
         self._checked_runs = False
+        self._connect()
+
+    def _connect(self) -> None:
+        """The HTTP client (with the token), and this registry as where a loader meeting an
+        artefact:// uri downloads it from."""
+        import httpx
+
         from transferlab.registry.artefact_files import add_fetcher
 
-        add_fetcher(self.fetch)  # a loader meeting an artefact:// uri downloads it from here
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
+        add_fetcher(self.fetch)
 
     def __repr__(self) -> str:
         return f"RemoteRegistry({self.display_location!r})"
@@ -92,13 +97,7 @@ class RemoteRegistry:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        self._http = httpx.Client(base_url=self.location, headers=headers, timeout=TIMEOUT_S)
-        from transferlab.registry.artefact_files import add_fetcher
-
-        add_fetcher(self.fetch)
+        self._connect()
 
     # -- what a local registry has that a served one has not --------------------------------
 

@@ -142,9 +142,7 @@ def _dataclasses() -> dict[str, type]:
 
 def encode(value: Any) -> Any:
     """`value` as plain JSON data with tags (see the module's docstring)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
