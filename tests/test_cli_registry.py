@@ -251,3 +251,14 @@ def test_console_script_is_installed(initialized):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize("module", ["transferlab", "transferlab.cli"])
+def test_python_dash_m_runs_the_command(reg_path, module):
+    """For an environment whose scripts folder is not on PATH."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--registry", reg_path, "runs", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
