@@ -27,6 +27,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.executor is not None:
         get_executor(args.executor)  # an unknown one is refused before anything is written
     spec = load_sweep(args.sweep_file)
+    executor, options = _ray_address(args, spec)
     registry = Registry(args.registry)
     if args.dry_run:
         return _dry_run(spec, registry, args)
@@ -48,7 +49,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             progress=not quiet,
             on_start=announce,
-            executor=args.executor,
+            executor=executor,
+            executor_options=options,
         )
         code = 0 if result.ok else 1
     except SweepInterrupted as stopped:
@@ -62,6 +64,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if code == 130:
         print("interrupted: run the same command again to resume", file=sys.stderr)
     return code
+
+
+def _ray_address(args: argparse.Namespace, spec) -> tuple[str | None, dict[str, Any]]:
+    """--ray-address: the ray executor's address; it implies --executor ray and is refused
+    with another executor."""
+    from transferlab.errors import TransferlabError
+
+    if args.ray_address is None:
+        return args.executor, {}
+    chosen = args.executor or spec.executor or "ray"
+    if chosen != "ray":
+        raise TransferlabError(
+            f"--ray-address is a setting of the ray executor, but the sweep runs on {chosen!r}.",
+            "Add --executor ray, or leave --ray-address out.",
+        )
+    return "ray", {"address": args.ray_address}
 
 
 def _curve_report(result, registry: Registry) -> None:
@@ -184,6 +202,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         metavar="NAME",
         help="where the runs execute (default: the sweep file's executor:, else process, local "
         "worker processes); `transferlab executors` lists them",
+    )
+    sweep.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="the Ray cluster of --executor ray (implies it): auto (one started on this "
+        "machine), or its head's HOST:PORT; default: RAY_ADDRESS, else a local Ray",
     )
     sweep.add_argument("--rerun", action="store_true", help="run every run, reuse nothing")
     sweep.add_argument(
