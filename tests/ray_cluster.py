@@ -103,8 +103,11 @@ class RayCluster:
             command.append(f"--address={self.address}")
         return command
 
+    def _log(self, index: int) -> Path:
+        return Path(self.temp_dir) / f"node-{index}.log"
+
     def _launch(self, index: int) -> subprocess.Popen:
-        with (Path(self.temp_dir) / "nodes.log").open("ab") as out:
+        with self._log(index).open("wb") as out:
             return subprocess.Popen(
                 self._command(index),
                 env=self.env,
@@ -113,54 +116,30 @@ class RayCluster:
                 start_new_session=True,
             )
 
-    def start(self, timeout_s: float = 90.0) -> RayCluster:
-        """Start the head, then the worker nodes; return once every node has joined."""
+    def start(self, timeout_s: float = 120.0) -> RayCluster:
+        """Start the head, then each worker node in turn (starting them together overloads
+        two cores: Ray gives a node 30 s to register); return once every node is up."""
         try:
             for index in range(self.workers + 1):
                 self.nodes.append(self._launch(index))
-                if index == 0:
-                    self._wait_for_port(self.port, timeout_s)
-            self.wait_for_nodes(self.workers + 1, timeout_s)
+                self._wait_until_up(index, timeout_s)
         except BaseException:
             self.stop(check=False)
             raise
         return self
 
-    def _wait_for_port(self, port: int, timeout_s: float) -> None:
+    def _wait_until_up(self, index: int, timeout_s: float) -> None:
+        """Until `ray start --block` of node `index` says the node runs (it registered with
+        the GCS)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.nodes[0].poll() is not None:
-                raise RuntimeError(f"the Ray head exited: {self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                return
+            if self.nodes[index].poll() is not None:
+                raise RuntimeError(f"Ray node {index} exited: {self.log_tail(index)}")
+            with contextlib.suppress(OSError):
+                if "Ray runtime started" in self._log(index).read_text(errors="replace"):
+                    return
             time.sleep(0.2)
-        raise TimeoutError(f"the Ray head did not listen on {port}: {self.log_tail()}")
-
-    def alive_nodes(self) -> int:
-        """Nodes the GCS counts alive (asked through the `ray` CLI's Python, not this one)."""
-        script = (
-            "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-            "print(sum(n['Alive'] for n in ray.nodes()))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", script, self.address],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else -1
-
-    def wait_for_nodes(self, count: int, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for node in self.nodes:
-                if node.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited: {self.log_tail()}")
-            if self.alive_nodes() >= count:
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"{count} Ray nodes did not come up: {self.log_tail()}")
+        raise TimeoutError(f"Ray node {index} did not come up: {self.log_tail(index)}")
 
     def kill_node(self, index: int) -> None:
         """SIGKILL every process of node `index` (1..workers): its raylet and its Ray workers
@@ -173,12 +152,12 @@ class RayCluster:
             os.killpg(node.pid, signal.SIGKILL)
         node.wait(10)
 
-    def restart_node(self, index: int, timeout_s: float = 90.0) -> None:
-        """Start worker node `index` again (after kill_node) and wait until it has joined."""
+    def restart_node(self, index: int, timeout_s: float = 120.0) -> None:
+        """Start worker node `index` again (after kill_node) and wait until it is up."""
         if self.nodes[index].poll() is None:
             return
         self.nodes[index] = self._launch(index)
-        self.wait_for_nodes(self.workers + 1, timeout_s)
+        self._wait_until_up(index, timeout_s)
 
     def _processes(self, pid: int) -> list[psutil.Process]:
         try:
@@ -231,9 +210,9 @@ class RayCluster:
                 return left
             time.sleep(0.3)
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, index: int = 0, lines: int = 30) -> str:
         try:
-            text = (Path(self.temp_dir) / "nodes.log").read_text(errors="replace")
+            text = self._log(index).read_text(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.training]
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def whole_cluster():
     from tests.ray_cluster import RayCluster
 
     started = RayCluster(workers=2, cpus=1).start()
@@ -35,6 +35,14 @@ def cluster():
         yield started
     finally:
         started.stop()  # raises if a process of the cluster outlived it
+
+
+@pytest.fixture
+def cluster(whole_cluster):
+    """The module's cluster with every node up (a node a test killed is started again)."""
+    for index in range(1, len(whole_cluster.nodes)):
+        whole_cluster.restart_node(index)
+    return whole_cluster
 
 
 def _sleep_template(path: Path) -> Path:
@@ -151,42 +159,6 @@ def test_a_sweep_writes_through_the_registry_service(cluster, served_location, t
     assert sorted(r["status"] for r in runs) == ["succeeded", "succeeded"]
 
 
-def test_a_killed_worker_node_has_its_runs_retried_and_none_left_running(
-    cluster, postgres_location, tmp_path
-):
-    sweep = _sweep_file(
-        tmp_path,
-        "unlucky",
-        "fixed: {sleep_s: 6.0}\ngrid: {seeds: [0, 1, 2]}\n",
-    )
-    folder = tmp_path / "nb"
-    try:
-        with _background(sweep, postgres_location, folder, "--ray-address", cluster.address) as p:
-            _wait_for(lambda: len(_running(postgres_location)) == 3)
-            cluster.kill_node(2)
-            out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
-    finally:
-        cluster.restart_node(2)
-    summary = json.loads(out)
-    assert summary["counts"] == {"succeeded": 3}
-    registry = Registry(postgres_location)
-    assert registry.runs(status="running") == []
-    linked = registry.sweep_runs("unlucky")
-    assert sorted(r["status"] for r in linked) == ["succeeded"] * 3
-    every = registry.runs(sweep_id=registry.get_sweep("unlucky")["sweep_id"])
-    dead = [r for r in every if r["status"] != "succeeded"]
-    assert len(dead) >= 1 and {r["status"] for r in dead} == {"interrupted"}
-    for run in dead:
-        assert "Ray worker or node died" in run["error"] and "run again as" in run["error"]
-    assert len(every) == 3 + len(dead)
-    half = registry.query(
-        "SELECT v.version_id FROM model_versions v JOIN runs r USING (run_id) "
-        "WHERE r.status != 'succeeded'"
-    )
-    assert half == []
-
-
 def test_a_killed_driver_is_resumed_by_the_next_invocation(cluster, postgres_location, tmp_path):
     gate = tmp_path / "open"
     sweep = _sweep_file(tmp_path, "orphaned", _gated(gate))
@@ -221,19 +193,55 @@ def test_ctrl_c_interrupts_the_runs_on_the_cluster(cluster, postgres_location, t
     assert sorted(r["status"] for r in registry.runs()) == ["interrupted", "interrupted"]
 
 
+def test_a_killed_worker_node_has_its_runs_retried_and_none_left_running(
+    cluster, postgres_location, tmp_path
+):
+    sweep = _sweep_file(
+        tmp_path,
+        "unlucky",
+        "fixed: {sleep_s: 6.0}\ngrid: {seeds: [0, 1, 2]}\n",
+    )
+    folder = tmp_path / "nb"
+    with _background(sweep, postgres_location, folder, "--ray-address", cluster.address) as p:
+        _wait_for(lambda: len(_running(postgres_location)) == 3)
+        cluster.kill_node(2)  # started again by the `cluster` fixture of a later test
+        out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["counts"] == {"succeeded": 3}
+    registry = Registry(postgres_location)
+    assert registry.runs(status="running") == []
+    linked = registry.sweep_runs("unlucky")
+    assert sorted(r["status"] for r in linked) == ["succeeded"] * 3
+    every = registry.runs(sweep_id=registry.get_sweep("unlucky")["sweep_id"])
+    dead = [r for r in every if r["status"] != "succeeded"]
+    assert len(dead) >= 1 and {r["status"] for r in dead} == {"interrupted"}
+    for run in dead:
+        assert "Ray worker or node died" in run["error"] and "run again as" in run["error"]
+    assert len(every) == 3 + len(dead)
+    half = registry.query(
+        "SELECT v.version_id FROM model_versions v JOIN runs r USING (run_id) "
+        "WHERE r.status != 'succeeded'"
+    )
+    assert half == []
+
+
 # -- refusals, before anything is written ---------------------------------------------------------
 
 
-def test_a_cluster_that_does_not_answer_is_refused_before_anything_is_written(tmp_path):
+def test_a_cluster_that_does_not_answer_is_refused_before_anything_is_written(tmp_path, run_cli):
     sweep = _sweep_file(tmp_path, "nowhere", "grid: {seeds: [0]}\n")
     registry = tmp_path / "registry.duckdb"
-    completed = _sweep(sweep, str(registry), tmp_path / "nb", "--ray-address", "127.0.0.1:9")
-    assert completed.returncode != 0
-    assert "No Ray cluster answers at 127.0.0.1:9" in completed.stderr
-    assert "--ray-address" in completed.stderr
+    code, _, err = run_cli("sweep", sweep, "--registry", registry, "--ray-address", "127.0.0.1:9")
+    assert code != 0
+    assert "No Ray cluster answers at 127.0.0.1:9" in err and "--ray-address" in err
     assert not registry.exists()
-    bad = _sweep(sweep, str(registry), tmp_path / "nb", "--ray-address", "nowhere")
-    assert "is not auto, HOST:PORT or ray://HOST:PORT" in bad.stderr and not registry.exists()
+    code, _, err = run_cli("sweep", sweep, "--registry", registry, "--ray-address", "nowhere")
+    assert "is not auto, HOST:PORT or ray://HOST:PORT" in err and not registry.exists()
+    code, _, err = run_cli(
+        "sweep", sweep, "--registry", registry, "--executor", "process", "--ray-address", "auto"
+    )
+    assert "--ray-address is a setting of the ray executor" in err and not registry.exists()
 
 
 def test_without_the_ray_package_the_error_says_how_to_install_it(tmp_path):

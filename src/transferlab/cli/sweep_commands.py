@@ -28,6 +28,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         get_executor(args.executor)  # an unknown one is refused before anything is written
     spec = load_sweep(args.sweep_file)
     executor, options = _ray_address(args, spec)
+    args.executor = executor
     registry = Registry(args.registry)
     if args.dry_run:
         return _dry_run(spec, registry, args)
