@@ -122,11 +122,24 @@ class RayCluster:
         try:
             for index in range(self.workers + 1):
                 self.nodes.append(self._launch(index))
-                self._wait_until_up(index, timeout_s)
+                self._up_or_again(index, timeout_s)
         except BaseException:
             self.stop(check=False)
             raise
         return self
+
+    def _up_or_again(self, index: int, timeout_s: float, attempts: int = 3) -> None:
+        """Wait for node `index`; on a loaded machine Ray's fixed 30 s for a node to register
+        can run out, so a node that gave up is killed and started again."""
+        for attempt in range(attempts):
+            try:
+                self._wait_until_up(index, timeout_s)
+                return
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.kill_node(index)
+                self.nodes[index] = self._launch(index)
 
     def _wait_until_up(self, index: int, timeout_s: float) -> None:
         """Until `ray start --block` of node `index` says the node runs (it registered with
@@ -157,7 +170,7 @@ class RayCluster:
         if self.nodes[index].poll() is None:
             return
         self.nodes[index] = self._launch(index)
-        self._wait_until_up(index, timeout_s)
+        self._up_or_again(index, timeout_s)
 
     def _processes(self, pid: int) -> list[psutil.Process]:
         try:
