@@ -29,6 +29,7 @@ from typing import Any
 
 from transferlab.registry.api import new_run_id
 from transferlab.sweeps.executors.base import (
+    INTERRUPTED_ERROR,
     ExecutorSettings,
     RunJob,
     RunResult,
@@ -184,8 +185,13 @@ class RayExecutor(SweepExecutor):
                     result = self._collect(ref, job, retry=False)
                     if result is not None and result.status != "pending":
                         results.append(result)
-            for ref in list(self._tasks):
-                self._cancel(ref, force=True)
+            for ref, job in list(self._tasks.items()):
+                self._cancel(ref, force=True)  # kills its worker; the kernel exits with it
+                _finish_if_running(
+                    self._open_registry(job), job.run_id, "interrupted", INTERRUPTED_ERROR
+                )
+                # under its own run id: a retry's id is not the one the sweep started with
+                results.append(RunResult(job.key, job.run_id, "interrupted", INTERRUPTED_ERROR))
             self._tasks.clear()
         except BaseException:  # must not raise: the sweep marks what is left `running`
             pass
