@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -41,18 +42,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    # With --json, stdout holds the JSON document alone: whatever the sweep prints on the way
+    # (Ray's driver prints cluster events, a dead node, to stdout) goes to stderr.
+    aside = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        result = run_sweep(
-            spec,
-            registry,
-            workers=args.workers,
-            rerun=args.rerun,
-            output_dir=args.output_dir,
-            progress=not quiet,
-            on_start=announce,
-            executor=executor,
-            executor_options=options,
-        )
+        with aside:
+            result = run_sweep(
+                spec,
+                registry,
+                workers=args.workers,
+                rerun=args.rerun,
+                output_dir=args.output_dir,
+                progress=not quiet,
+                on_start=announce,
+                executor=executor,
+                executor_options=options,
+            )
         code = 0 if result.ok else 1
     except SweepInterrupted as stopped:
         result, code = stopped.result, 130
