@@ -132,7 +132,7 @@ def test_a_plugin_executor_is_listed_and_a_broken_one_is_named(plugin_path, tmp_
     listed = run_transferlab_with(["executors", "--json"], plugin_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
-    assert list(rows) == ["process", "inline"]
+    assert list(rows) == ["process", "ray", "inline"]  # the built-ins first
     assert rows["inline"]["origin"] == (
         "entry point 'inline = tl_extra_executor:InlineExecutor' of tl-extra-executor"
     )
@@ -148,7 +148,7 @@ def test_a_plugin_executor_is_listed_and_a_broken_one_is_named(plugin_path, tmp_
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "Sweep executor 'half' could not be loaded" in refused.stderr
-    assert "not implemented" in refused.stderr and "process, inline" in refused.stderr
+    assert "not implemented" in refused.stderr and "process, ray, inline" in refused.stderr
     assert not registry.exists()
 
 

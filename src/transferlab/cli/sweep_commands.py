@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -27,6 +28,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.executor is not None:
         get_executor(args.executor)  # an unknown one is refused before anything is written
     spec = load_sweep(args.sweep_file)
+    executor, options = _ray_address(args, spec)
+    args.executor = executor
     registry = Registry(args.registry)
     if args.dry_run:
         return _dry_run(spec, registry, args)
@@ -39,17 +42,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    # With --json, stdout holds the JSON document alone: whatever the sweep prints on the way
+    # (Ray's driver prints cluster events, a dead node, to stdout) goes to stderr.
+    aside = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        result = run_sweep(
-            spec,
-            registry,
-            workers=args.workers,
-            rerun=args.rerun,
-            output_dir=args.output_dir,
-            progress=not quiet,
-            on_start=announce,
-            executor=args.executor,
-        )
+        with aside:
+            result = run_sweep(
+                spec,
+                registry,
+                workers=args.workers,
+                rerun=args.rerun,
+                output_dir=args.output_dir,
+                progress=not quiet,
+                on_start=announce,
+                executor=executor,
+                executor_options=options,
+            )
         code = 0 if result.ok else 1
     except SweepInterrupted as stopped:
         result, code = stopped.result, 130
@@ -62,6 +70,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if code == 130:
         print("interrupted: run the same command again to resume", file=sys.stderr)
     return code
+
+
+def _ray_address(args: argparse.Namespace, spec) -> tuple[str | None, dict[str, Any]]:
+    """--ray-address: the ray executor's address; it implies --executor ray and is refused
+    with another executor."""
+    from transferlab.errors import TransferlabError
+
+    if args.ray_address is None:
+        return args.executor, {}
+    chosen = args.executor or spec.executor or "ray"
+    if chosen != "ray":
+        raise TransferlabError(
+            f"--ray-address is a setting of the ray executor, but the sweep runs on {chosen!r}.",
+            "Add --executor ray, or leave --ray-address out.",
+        )
+    return "ray", {"address": args.ray_address}
 
 
 def _curve_report(result, registry: Registry) -> None:
@@ -184,6 +208,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         metavar="NAME",
         help="where the runs execute (default: the sweep file's executor:, else process, local "
         "worker processes); `transferlab executors` lists them",
+    )
+    sweep.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="the Ray cluster of --executor ray (implies it): auto (one started on this "
+        "machine), or its head's HOST:PORT; default: RAY_ADDRESS, else a local Ray",
     )
     sweep.add_argument("--rerun", action="store_true", help="run every run, reuse nothing")
     sweep.add_argument(

@@ -2,8 +2,8 @@
 file, run in parallel worker processes, resumable, each run recorded in the registry.
 
 spec.py (the YAML file) -> plan.py (concrete runs, stable keys, reuse) -> run.py (bookkeeping,
-failures, interrupts) -> executors/ (where the runs execute: `process`, worker processes, or a
-plug-in) -> summary.py (table, JSON). `transferlab sweep FILE` is the command.
+failures, interrupts) -> executors/ (where the runs execute: `process`, worker processes; `ray`,
+a Ray cluster; or a plug-in) -> summary.py (table, JSON). `transferlab sweep FILE` is the command.
 """
 
 from transferlab.sweeps.plan import PlannedRun, expand

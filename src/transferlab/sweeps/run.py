@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from transferlab.sweeps.executors import (
     get_executor,
 )
 from transferlab.sweeps.plan import PlannedRun, expand, reusable_run, succeeded_runs
+from transferlab.sweeps.resources import RunResources
 from transferlab.sweeps.spec import SweepSpec
 
 STALE_ERROR = "Interrupted: the process running it is gone (the sweep was killed)."
@@ -120,17 +121,23 @@ def run_sweep(
     progress: bool = True,
     on_start: Callable[[str, int, int], None] | None = None,
     executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Run a sweep to the end (or until interrupted) and return its summary rows.
 
     `executor`: the name of the executor to run on (default: the sweep file's `executor:`,
-    else `process`); an unknown one is refused before anything is written."""
+    else `process`); `executor_options` its settings over the file's (`--ray-address`). An
+    unknown executor, or one that cannot work (executor.prepare), is refused before anything
+    is written."""
     started = time.monotonic()
     executor_name = executor or spec.executor or DEFAULT_EXECUTOR
     executor_class = get_executor(executor_name)
     workers = worker_setup.default_workers() if workers is None else workers
     worker_setup.check_workers(workers)
     threads = worker_setup.threads_per_worker(workers)
+    placement = _placement(spec, executor_name, executor_options, workers, threads)
+    executor_class.check_options(placement.options)
+    executor_class.prepare(placement, str(registry.location))
     planned = expand(spec)  # once: the registry preparation and the plan share it
     prepare_registry(spec, registry, planned)
     interrupt_stale(registry, spec.name)
@@ -160,7 +167,7 @@ def run_sweep(
         with _stop_signals():
             jobs = _jobs(todo, spec, registry, sweep_id, folder)
             if jobs:
-                settings = ExecutorSettings(min(workers, len(jobs)), threads)
+                settings = replace(placement, workers=min(workers, len(jobs)))
                 _execute(jobs, executor_class, settings, rows, registry, sweep_id, bar)
     except KeyboardInterrupt:
         interrupted = True
@@ -191,6 +198,21 @@ def run_sweep(
     if broke is not None:
         raise broke
     return result
+
+
+def _placement(
+    spec: SweepSpec,
+    executor: str,
+    options: dict[str, Any] | None,
+    workers: int,
+    threads: int,
+) -> ExecutorSettings:
+    """The executor's settings: the file's (when it names this executor), then the command's;
+    and each run's resources from the file."""
+    chosen = dict(spec.executor_options) if executor == spec.executor else {}
+    chosen.update(options or {})
+    resources = spec.resources if spec.resources is not None else RunResources()
+    return ExecutorSettings(workers, threads, resources=resources, options=chosen)
 
 
 def _record_end(result: SweepResult, registry: Registry, interrupted: bool, started: float) -> None:
@@ -255,15 +277,24 @@ def prepare_registry(
 
 def interrupt_stale(registry: Registry, name: str) -> list[str]:
     """Mark runs and sweeps of sweeps called `name` that are still `running` although the
-    process that ran them (on this host) is gone, as interrupted. Returns the run ids."""
+    process that ran them (on this host) is gone, as interrupted. Returns the run ids.
+
+    A sweep whose driver (this host) is gone takes its runs with it wherever they ran: the
+    process executor's workers die with their parent, a Ray job's tasks with its driver; so its
+    runs still `running` on any host (whose processes cannot be seen from here) are marked too."""
     host = socket.gethostname()
     stale_runs = [
         row["run_id"] for row in registry.running_sweep_runs(name, host) if not _alive(row["pid"])
     ]
+    stale_sweeps = [
+        row["sweep_id"] for row in registry.running_sweeps(name, host) if not _alive(row["pid"])
+    ]
+    for sweep_id in stale_sweeps:
+        stale_runs += [row["run_id"] for row in registry.runs(sweep_id=sweep_id, status="running")]
+    stale_runs = list(dict.fromkeys(stale_runs))
     mark_interrupted(registry, stale_runs, STALE_ERROR)
-    for row in registry.running_sweeps(name, host):
-        if not _alive(row["pid"]):
-            registry.finish_sweep(row["sweep_id"], "interrupted")
+    for sweep_id in stale_sweeps:
+        registry.finish_sweep(sweep_id, "interrupted")
     return stale_runs
 
 
@@ -343,6 +374,7 @@ def _execute(
 
 
 def _apply(row: RunRow, result: RunResult) -> None:
+    row.run_id = result.run_id or row.run_id  # an executor may retry a run under a new id
     row.status = result.status
     row.error = result.error
     row.output_notebook = result.output_notebook

@@ -11,7 +11,9 @@ grid:                         # every combination of these lists is one run
   seeds: [0, 1, 2]
 runs:                         # and/or an explicit list of parameter sets (over `fixed`)
   - {method: full, n_per_class: 16}
-executor: process             # optional; where the runs execute (`transferlab executors`)
+executor: process             # optional; where the runs execute (`transferlab executors`),
+                              # or {name: ray, address: "HOST:PORT"} with its settings
+resources: {cpus: 1, gpus: 0, memory_gb: 2}   # optional; each run's share (sweeps/resources.py)
 ```
 
 Keys are the template's parameter names or the aliases `models` (base), `datasets` (data),
@@ -46,10 +48,11 @@ from transferlab.parameters import (
     signature,
 )
 from transferlab.runner import template_path
+from transferlab.sweeps.resources import ChoiceError, RunResources, parse_executor, parse_resources
 from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
-SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor")
+SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor", "resources")
 ALIASES = {
     "models": "base",
     "model": "base",
@@ -83,6 +86,8 @@ class SweepSpec:
     path: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
     executor: str | None = None  # the file's `executor:`; None: the command's choice
+    executor_options: dict[str, Any] = field(default_factory=dict)  # {name: ..., these}
+    resources: RunResources | None = None  # the file's `resources:` (each run's share)
 
     def to_json(self) -> dict[str, Any]:
         described = {
@@ -94,6 +99,10 @@ class SweepSpec:
         }
         if self.executor is not None:
             described["executor"] = self.executor
+        if self.executor_options:
+            described["executor_options"] = self.executor_options
+        if self.resources is not None:
+            described["resources"] = self.resources.to_json()
         return described
 
 
@@ -180,9 +189,7 @@ def parse_sweep(
             "fixed", f"{', '.join(overlap)} also varies in grid", "each parameter in one place"
         )
     checker.check_runs(fixed, grid, runs)
-    executor = document.get("executor")
-    if executor is not None:
-        _check_executor(executor, where)
+    executor, options, resources = _placement(document, where)
     return SweepSpec(
         name=name,
         template=notebook.stem,
@@ -193,20 +200,34 @@ def parse_sweep(
         path=path,
         document=document,
         executor=executor,
+        executor_options=options,
+        resources=resources,
     )
 
 
-def _check_executor(executor: Any, where: _Where) -> None:
+def _placement(
+    document: dict, where: _Where
+) -> tuple[str | None, dict[str, Any], RunResources | None]:
+    """The file's `executor:` (name and settings, checked by the executor) and `resources:`."""
     from transferlab.sweeps.executors import executor_names, get_executor
 
-    if not isinstance(executor, str) or not executor:
-        raise where.error(
-            "executor", f"got {_kind(executor)}", f"an executor name: {', '.join(executor_names())}"
-        )
+    raw, resources_raw = document.get("executor"), document.get("resources")
+    executor, options, resources = None, {}, None
     try:
-        get_executor(executor)
-    except TransferlabError as exc:
-        raise where.refused("executor", exc.problem, exc.fix) from exc
+        if raw is not None:
+            executor, options = parse_executor(raw)
+        if resources_raw is not None:
+            resources = parse_resources(resources_raw)
+    except ChoiceError as exc:
+        if exc.key == "executor":
+            exc.expected += f" ({', '.join(executor_names())})"
+        raise where.error(exc.key, exc.problem, exc.expected) from exc
+    if executor is not None:
+        try:
+            get_executor(executor).check_options(options)
+        except TransferlabError as exc:
+            raise where.refused("executor", exc.problem, exc.fix) from exc
+    return executor, options, resources
 
 
 class _Where:

@@ -15,11 +15,12 @@ module should import nothing heavy at import time: `transferlab executors` lists
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transferlab.errors import TransferlabError
+from transferlab.sweeps.resources import RunResources
 
 if TYPE_CHECKING:
     from transferlab.parameters import TemplateSignature
@@ -35,6 +36,10 @@ class ExecutorSettings:
 
     workers: int  # runs at once (the sweep's --workers, at most its number of runs)
     threads_per_worker: int  # torch / BLAS threads each run may use
+    # Each run's share (the sweep file's `resources:`); an executor may ignore it.
+    resources: RunResources = field(default_factory=RunResources)
+    # The executor's own settings (`executor: {name: ..., KEY: VALUE}`, --ray-address).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,20 @@ class SweepExecutor(ABC):
 
     def __init__(self, settings: ExecutorSettings) -> None:
         self.settings = settings
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse settings this executor does not take (TransferlabError); by default, any."""
+        if options:
+            raise TransferlabError(
+                f"The {cls.name} executor takes no settings (got {', '.join(sorted(options))}).",
+                f"Write `executor: {cls.name}`.",
+            )
+
+    @classmethod  # noqa: B027 - optional: most executors have nothing to check
+    def prepare(cls, settings: ExecutorSettings, registry_location: str) -> None:
+        """Refuse what cannot work (an unreachable cluster, a registry its runs cannot
+        reach) before the sweep writes anything."""
 
     @abstractmethod
     def submit(self, job: RunJob) -> None:

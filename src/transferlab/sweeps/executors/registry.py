@@ -1,6 +1,6 @@
-"""The table of sweep executors: the built-in `process`, then those other packages declare in
-the entry-point group `transferlab.executors` (`slurm = my_package:SlurmExecutor`), loaded
-once, on the first look-up.
+"""The table of sweep executors: the built-ins `process` and `ray`, then those other packages
+declare in the entry-point group `transferlab.executors` (`slurm = my_package:SlurmExecutor`),
+loaded once, on the first look-up.
 
 Entries are classes (a sweep creates its own executor with its settings). A plug-in that
 fails to load is set aside with its error: every other executor keeps working, and asking
@@ -24,8 +24,9 @@ _CALLS = ("submit", "wait", "stop", "close", "as_finished")
 
 def _built_ins() -> tuple[type[SweepExecutor], ...]:
     from transferlab.sweeps.executors.process import ProcessExecutor
+    from transferlab.sweeps.executors.ray_executor import RayExecutor  # imports ray lazily
 
-    return (ProcessExecutor,)
+    return (ProcessExecutor, RayExecutor)
 
 
 def _adopt(executor: Any) -> type[SweepExecutor]:
