@@ -26,6 +26,7 @@ from transferlab.parameters import signature
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 from transferlab.registry.processes import pid_exists
+from transferlab.sweeps import search_run
 from transferlab.sweeps import workers as worker_setup
 from transferlab.sweeps.executors import (
     DEFAULT_EXECUTOR,
@@ -59,13 +60,14 @@ class RunRow:
     label: str
     varying: dict[str, Any]
     parameters: dict[str, Any]
-    status: str = "pending"  # pending | reused | succeeded | failed | interrupted
+    status: str = "pending"  # pending | reused | succeeded | failed | interrupted | pruned
     run_id: str | None = None
     version: str | None = None
     test_accuracy: float | None = None
     seconds: float | None = None
     error: str | None = None
     output_notebook: str | None = None
+    pruned_step: int | None = None  # the training step a pruned run stopped at
 
 
 @dataclass
@@ -91,7 +93,7 @@ class SweepResult:
 
     @property
     def ok(self) -> bool:
-        return all(row.status in ("succeeded", "reused") for row in self.rows)
+        return all(row.status in ("succeeded", "reused", "pruned") for row in self.rows)
 
 
 def plan_sweep(
@@ -131,10 +133,11 @@ def run_sweep(
     workers = worker_setup.default_workers() if workers is None else workers
     worker_setup.check_workers(workers)
     threads = worker_setup.threads_per_worker(workers)
-    planned = expand(spec)  # once: the registry preparation and the plan share it
+    sampled = spec.search is not None and spec.search.samples  # random / bayes
+    planned = [] if sampled else expand(spec)  # once: the preparation and the plan share it
     prepare_registry(spec, registry, planned)
     interrupt_stale(registry, spec.name)
-    plan = plan_sweep(spec, registry, rerun=rerun, planned=planned)
+    plan = [] if sampled else plan_sweep(spec, registry, rerun=rerun, planned=planned)
     folder = Path(output_dir) if output_dir else _default_output_dir(spec.name)
     folder = folder.resolve()
     sweep_id = registry.start_sweep(
@@ -150,16 +153,34 @@ def run_sweep(
             rows[run.key].status, rows[run.key].run_id = "reused", reused
             registry.add_sweep_run(sweep_id, run.key, reused, reused=True)
     todo = [run for run, reused in plan if not reused]
+    total, done = len(plan), len(plan) - len(todo)
+    if sampled:  # the study, rebuilt from the registry: its finished runs count
+        study = search_run.load_study(spec, registry)
+        rows.update({r.key: r for r in search_run.earlier_rows(spec, study, registry, sweep_id)})
+        total, done = spec.search.budget, study.finished
+        todo = [None] * study.budget_left
     if on_start:
-        on_start(sweep_id, len(todo), len(plan) - len(todo))
+        on_start(sweep_id, len(todo), done)
     interrupted = False
     broke: Exception | None = None  # the executor (or the registry) raised: recorded, re-raised
-    bar = _progress_bar(len(plan), spec.name, progress)
-    bar.update(len(plan) - len(todo))
+    bar = _progress_bar(total, spec.name, progress)
+    bar.update(done)
     try:
         with _stop_signals():
-            jobs = _jobs(todo, spec, registry, sweep_id, folder)
-            if jobs:
+            if sampled:
+                search_run.run_search(
+                    spec,
+                    registry,
+                    study,
+                    executor_class,
+                    workers,
+                    threads,
+                    rows,
+                    sweep_id,
+                    folder,
+                    bar,
+                )
+            elif jobs := _jobs(todo, spec, registry, sweep_id, folder):
                 settings = ExecutorSettings(min(workers, len(jobs)), threads)
                 _execute(jobs, executor_class, settings, rows, registry, sweep_id, bar)
     except KeyboardInterrupt:
@@ -372,6 +393,7 @@ def _fill_from_registry(registry: Registry, rows: list[RunRow]) -> None:
         row.seconds = float(found["seconds"]) if found["seconds"] is not None else None
         row.version = found["version_id"] or row.version
         row.test_accuracy = found["test_accuracy"]
+        row.pruned_step = found.get("pruned_step")
 
 
 def _progress_bar(total: int, name: str, enabled: bool) -> Any:

@@ -46,10 +46,11 @@ from transferlab.parameters import (
     signature,
 )
 from transferlab.runner import template_path
+from transferlab.sweeps.search import SEARCH_KEYS, SearchSpec, parse_search
 from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
-SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor")
+SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor", *SEARCH_KEYS)
 ALIASES = {
     "models": "base",
     "model": "base",
@@ -83,6 +84,7 @@ class SweepSpec:
     path: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
     executor: str | None = None  # the file's `executor:`; None: the command's choice
+    search: SearchSpec | None = None  # strategy, budget, distributions, objective, pruning
 
     def to_json(self) -> dict[str, Any]:
         described = {
@@ -94,6 +96,8 @@ class SweepSpec:
         }
         if self.executor is not None:
             described["executor"] = self.executor
+        if self.search is not None:
+            described["search"] = self.search.to_json()
         return described
 
 
@@ -172,7 +176,10 @@ def parse_sweep(
             if not isinstance(item, dict):
                 raise where.error(f"runs[{i}]", f"got {_kind(item)}", "a mapping of parameters")
             runs.append(checker.parameters(item, f"runs[{i}]"))
-    if grid_raw is None and runs_raw is None:
+    sampled = document.get("strategy", "grid") != "grid"
+    if sampled and runs_raw is not None:
+        raise where.error("runs", "runs: lists runs, and strategy draws them", "strategy: grid")
+    if grid_raw is None and runs_raw is None and not sampled:
         raise where.error(TOP, "no grid and no runs", "grid: (lists to combine) and/or runs:")
     overlap = sorted(set(fixed) & {p for item in grid.values() for p in item[0]})
     if overlap:
@@ -180,6 +187,7 @@ def parse_sweep(
             "fixed", f"{', '.join(overlap)} also varies in grid", "each parameter in one place"
         )
     checker.check_runs(fixed, grid, runs)
+    search = parse_search(document, where, checker, notebook.stem, grid, fixed)
     executor = document.get("executor")
     if executor is not None:
         _check_executor(executor, where)
@@ -193,6 +201,7 @@ def parse_sweep(
         path=path,
         document=document,
         executor=executor,
+        search=search,
     )
 
 
