@@ -119,6 +119,20 @@ def test_a_search_file_is_read_with_its_defaults(tmp_path):
     assert search.pruning.rule == "asha" and search.pruning.min_resource == 2
 
 
+def test_a_dry_run_of_a_search_shows_its_space_and_budget(tmp_path, run_cli):
+    sweep = _write_yaml(
+        tmp_path / "lr.yaml",
+        "strategy: random\nbudget: 5\nsearch: {learning_rate: {log_uniform: [1.0e-5, 1.0e-2]}}\n",
+    )
+    registry = tmp_path / "registry.duckdb"
+    code, out, err = run_cli("sweep", sweep, "--dry-run", "--json", "--registry", registry)
+    assert code == 0, err
+    described = json.loads(out)
+    assert (described["strategy"], described["budget"], described["to_run"]) == ("random", 5, 5)
+    assert described["search"] == {"learning_rate": {"log_uniform": [1e-5, 1e-2]}}
+    assert not registry.exists()
+
+
 # -- random and bayes: the budget, drawn from the space, resumed ---------------------------------
 
 
@@ -171,9 +185,12 @@ def test_a_run_far_worse_than_the_others_is_pruned_with_its_step_and_no_version(
 ):
     sweep = _write_yaml(
         tmp_path / "pruned.yaml",
-        f"fixed: {{base: {tiny_bert_dir}, method: full, max_steps: 12, batch_size: 8, "
+        f"fixed: {{base: {tiny_bert_dir}, method: full, max_steps: 8, batch_size: 8, "
         "max_length: 32, n_per_class: 16}\n"
-        "grid:\n  learning_rate: [0.003, 1.0e-9, 1.0e-9]\n"
+        "runs:\n"  # one after the other: a sane rate first, then two that blow up
+        "  - {learning_rate: 1.0e-4, seed: 0}\n"
+        "  - {learning_rate: 5.0, seed: 1}\n"
+        "  - {learning_rate: 5.0, seed: 2}\n"
         "pruning: {rule: median, startup_runs: 1}\n",
     )
     registry_path = tmp_path / "registry.duckdb"
@@ -185,8 +202,8 @@ def test_a_run_far_worse_than_the_others_is_pruned_with_its_step_and_no_version(
     registry = Registry(registry_path)
     pruned = registry.runs(status="pruned")
     for run in pruned:
-        assert run["parameters"]["learning_rate"] == 1e-9
-        assert 0 < run["pruned_step"] < 12
+        assert run["parameters"]["learning_rate"] == 5.0
+        assert 0 < run["pruned_step"] < 8
         assert registry.run_version_ids(run["run_id"]) == []
         scores = registry.training_scores([run["run_id"]])
         assert scores[-1]["step"] == run["pruned_step"]

@@ -57,6 +57,7 @@ def snapshot(registry: Registry) -> dict:
         "users": "name",
         "api_tokens": "token_id",
         "promotion_requests": "request_id",
+        "training_scores": "run_id, step, metric",
     }
     state = {}
     for table, order in tables.items():
