@@ -290,3 +290,49 @@ def test_the_cli_lists_pruned_runs(tmp_path, run_cli):
     code, out, err = run_cli("runs", "--status", "pruned", "--registry", registry.path, "--json")
     assert code == 0, err
     assert [r["run_id"] for r in json.loads(out)] == [run_id]
+
+
+# -- the pruning rule, judged from the registry's records ----------------------------------------
+
+
+def _scored_sweep(tmp_path, rule: dict, finished: dict[str, list[float]]) -> Registry:
+    """A sweep with pruning `rule` whose runs `finished` (name -> losses at steps 2, 4, ...)
+    succeeded with their last loss as the objective."""
+    registry = Registry(tmp_path / "registry.duckdb")
+    spec = {"search": {"strategy": "grid", "objective": {"metric": "validation_loss",
+            "direction": "minimize"}, "pruning": rule}}  # fmt: skip
+    sweep_id = registry.start_sweep("scored", spec=spec)
+    for losses in finished.values():
+        run_id = registry.start_run("finetune", sweep_id=sweep_id)
+        for i, loss in enumerate(losses):
+            registry.record_training_score(run_id, 2 * (i + 1), "validation_loss", loss)
+        metrics = {"metrics": {"validation": {"loss": losses[-1]}}}
+        registry.finish_run(run_id, "succeeded", metrics=metrics)
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("rule", "losses", "pruned"),
+    [
+        ({"rule": "median", "startup_runs": 2}, [1.5], True),
+        ({"rule": "median", "startup_runs": 2}, [0.5], False),
+        ({"rule": "median", "startup_runs": 3}, [1.5], False),  # too few finished runs yet
+        ({"rule": "median", "startup_runs": 1, "warmup_steps": 4}, [1.5], False),  # warming up
+        ({"rule": "median", "startup_runs": 1, "warmup_steps": 4}, [1.5, 1.5], True),
+        ({"rule": "asha", "min_resource": 2, "reduction_factor": 2}, [1.5], True),
+        ({"rule": "asha", "min_resource": 2, "reduction_factor": 2}, [0.1], False),
+    ],
+)
+def test_the_pruning_rule_judges_a_run_against_the_sweeps_other_runs(
+    tmp_path, rule, losses, pruned
+):
+    from transferlab.finetuning.pruning import should_prune
+    from transferlab.sweeps.search import Objective, Pruning
+
+    registry = _scored_sweep(tmp_path, rule, {"a": [1.0, 0.8], "b": [1.1, 0.9]})
+    sweep_id = registry.latest_sweep("scored")["sweep_id"]
+    run_id = registry.start_run("finetune", sweep_id=sweep_id)
+    for i, loss in enumerate(losses):
+        registry.record_training_score(run_id, 2 * (i + 1), "validation_loss", loss)
+    objective = Objective("validation_loss", "minimize")
+    assert should_prune(registry, run_id, "scored", objective, Pruning(**rule)) is pruned

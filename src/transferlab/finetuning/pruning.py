@@ -62,7 +62,7 @@ def should_prune(
     mine = scores.get(run_id, {})
     for step in sorted(mine):
         trial.report(mine[step], step)
-    return bool(mine) and trial.should_prune()
+    return bool(mine) and bool(trial.should_prune())
 
 
 def _replayed(study: Any, scores: dict[int, float]) -> Any:

@@ -201,6 +201,12 @@ def run_sweep(
         output_dir=str(folder),
         executor=executor_name,
     )
+    if sampled and study.without_objective:
+        result.notes.append(
+            f"{len(study.without_objective)} run(s) succeeded without recording "
+            f"{spec.search.objective.metric}: the study counted them as failed. Check the "
+            "objective (a validation split?)."
+        )
     try:
         _record_end(result, registry, interrupted, started)
     except Exception as exc:

@@ -101,6 +101,7 @@ class SearchStudy:
     study: optuna.Study
     recorded: list[dict[str, Any]] = field(default_factory=list)  # the finished runs' rows
     retry: list[dict[str, Any]] = field(default_factory=list)  # interrupted runs' params
+    without_objective: list[str] = field(default_factory=list)  # succeeded, no objective
 
     @property
     def finished(self) -> int:
@@ -128,6 +129,7 @@ class SearchStudy:
             if value is not None:
                 self.study.tell(trial, value)
                 return "complete"
+            self.without_objective.append(run_id)
         if status == "pruned":
             for step, value in _scores(registry, [run_id], objective).get(run_id, {}).items():
                 trial.report(value, step)
