@@ -135,7 +135,7 @@ def run_sweep(
     threads = worker_setup.threads_per_worker(workers)
     sampled = spec.search is not None and spec.search.samples  # random / bayes
     planned = [] if sampled else expand(spec)  # once: the preparation and the plan share it
-    prepare_registry(spec, registry, planned)
+    prepare_registry(spec, registry, search_run.preparation_runs(spec) if sampled else planned)
     interrupt_stale(registry, spec.name)
     plan = [] if sampled else plan_sweep(spec, registry, rerun=rerun, planned=planned)
     folder = Path(output_dir) if output_dir else _default_output_dir(spec.name)

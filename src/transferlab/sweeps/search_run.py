@@ -35,6 +35,19 @@ def planned_run(spec: SweepSpec, key: str, parameters: dict[str, Any]) -> Planne
     return PlannedRun(key=key, template=spec.template, parameters=parameters, varying=varying)
 
 
+def preparation_runs(spec: SweepSpec) -> list[PlannedRun]:
+    """One run per base model the search may use (fixed, a grid item or a choice), so that
+    the registry preparation registers each model folder once before parallel runs start."""
+    assert spec.search is not None
+    bases = [spec.fixed.get("base")]
+    bases += [item.get("base") for items in spec.grid.values() for item in items]
+    for dimension in spec.search.dimensions:
+        if dimension.parameter == "base":
+            bases += list(dimension.values)
+    found = sorted({str(base) for base in bases if base})
+    return [planned_run(spec, f"base-{i}", {"base": base}) for i, base in enumerate(found)]
+
+
 def earlier_rows(
     spec: SweepSpec, state: SearchStudy, registry: Registry, sweep_id: str
 ) -> list[RunRow]:

@@ -162,7 +162,7 @@ def load_study(spec: SweepSpec, registry: Registry) -> SearchStudy:
         study.add_trial(_frozen(optuna, row, params, space, search.objective, scores))
     # an interrupted run drawn again counts once: retry only what was not finished since
     done = [p for _, p in finished]
-    retry = [p for p in retry if p not in done]
+    retry = [p for i, p in enumerate(retry) if p not in done and p not in retry[:i]]
     return SearchStudy(spec, study, [row for row, _ in finished], retry)
 
 
