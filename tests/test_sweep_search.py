@@ -142,7 +142,7 @@ def test_an_interrupted_search_resumes_its_study_to_the_budget(tmp_path, strateg
     """Stopped with two runs in flight, the next invocation rebuilds the study from the
     registry, tries the interrupted parameters again, and ends at the budget."""
     gate = tmp_path / "open"
-    sweep = _search_file(tmp_path, strategy, budget=4, gate=str(gate))
+    sweep = _search_file(tmp_path, strategy, budget=3, gate=str(gate))
     registry_path = tmp_path / "registry.duckdb"
     with _started(sweep, registry_path, tmp_path) as process:
         _wait_for(lambda: len(_running(registry_path)) == 2)
@@ -157,9 +157,9 @@ def test_an_interrupted_search_resumes_its_study_to_the_budget(tmp_path, strateg
     completed = _sweep_cli(sweep, registry_path, tmp_path, "--workers", "2")
     assert completed.returncode == 0, completed.stderr
     summary = json.loads(completed.stdout)
-    assert summary["counts"] == {"succeeded": 4}
+    assert summary["counts"] == {"succeeded": 3}
     finished = [r for r in registry.search_trials(strategy) if r["status"] == "succeeded"]
-    assert len(finished) == 4
+    assert len(finished) == 3
     drawn = [r["requested"] for r in finished]
     for earlier in interrupted:  # tried again first
         assert earlier in drawn
@@ -168,12 +168,12 @@ def test_an_interrupted_search_resumes_its_study_to_the_budget(tmp_path, strateg
         assert parameters["seed"] == 7
         loss = finished[drawn.index(parameters)]["metrics"]["metrics"]["validation"]["loss"]
         assert math.isclose(loss, (math.log10(parameters["x"]) + 3) ** 2 + parameters["k"] / 10)
-    assert len({p["x"] for p in drawn}) == 4  # no draw repeated after the resume
+    assert len({p["x"] for p in drawn}) == 3  # no draw repeated after the resume
 
     again = _sweep_cli(sweep, registry_path, tmp_path)  # the budget is spent: nothing runs
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["counts"] == {"succeeded": 4}
-    assert len(registry.search_trials(strategy)) == 6  # 4 succeeded + 2 interrupted
+    assert json.loads(again.stdout)["counts"] == {"succeeded": 3}
+    assert len(registry.search_trials(strategy)) == 5  # 3 succeeded + 2 interrupted
 
 
 # -- pruning -------------------------------------------------------------------------------------
@@ -187,17 +187,16 @@ def test_a_run_far_worse_than_the_others_is_pruned_with_its_step_and_no_version(
         tmp_path / "pruned.yaml",
         f"fixed: {{base: {tiny_bert_dir}, method: full, max_steps: 8, batch_size: 8, "
         "max_length: 32, n_per_class: 16}\n"
-        "runs:\n"  # one after the other: a sane rate first, then two that blow up
+        "runs:\n"  # one after the other: a sane rate first, then one that blows up
         "  - {learning_rate: 1.0e-4, seed: 0}\n"
         "  - {learning_rate: 5.0, seed: 1}\n"
-        "  - {learning_rate: 5.0, seed: 2}\n"
         "pruning: {rule: median, startup_runs: 1}\n",
     )
     registry_path = tmp_path / "registry.duckdb"
     completed = _sweep_cli(sweep, registry_path, tmp_path, "--workers", "1")
     summary = json.loads(completed.stdout)
     counts = summary["counts"]
-    assert counts.get("succeeded", 0) >= 1 and counts.get("pruned", 0) >= 1, completed.stderr
+    assert counts == {"succeeded": 1, "pruned": 1}, completed.stderr
     assert completed.returncode == 0, completed.stderr
     registry = Registry(registry_path)
     pruned = registry.runs(status="pruned")
