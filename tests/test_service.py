@@ -192,6 +192,20 @@ ENDPOINTS = {
         lambda t, r: {"args": ["benchmark"], "kwargs": {"parameters": {"by": r}}},
         None,
     ),
+    "record a training score": (
+        "write",
+        "POST",
+        "/v1/registry/record_training_score",
+        lambda t, r: {"args": [t.scored_run, 3, f"validation_{r}", 1.5]},
+        lambda t: setattr(t, "scored_run", _run(t)),
+    ),
+    "read training scores": (
+        "read",
+        "POST",
+        "/v1/registry/training_scores",
+        lambda t, r: {"args": [[t.scored_run]]},
+        lambda t: setattr(t, "scored_run", _run(t)),
+    ),
 }
 # the artefact store is no registry table: what a call changes there is checked on its own
 STORE_WRITES = ("upload an artefact",)
@@ -241,7 +255,7 @@ def test_every_role_and_every_bad_credential_over_http(team, serve, endpoint, mo
         reply = served.call(method, where, token=team.tokens[role], **sent(role))
         if identity.role_allows(role, needed):
             assert _ok(reply), f"{role} may {endpoint}: {reply.status} {reply.body[:300]}"
-            if method != "GET" and endpoint not in STORE_WRITES:
+            if needed != "read" and endpoint not in STORE_WRITES:
                 assert snapshot(team.plain) != before, f"{role}'s {endpoint} changed nothing"
         else:
             assert reply.status == 403, f"{role} {endpoint}: {reply.status} {reply.body[:300]}"

@@ -7,6 +7,8 @@
   runner (`runner.run_template`) once the whole notebook has executed: the call only records
   its metrics, and its exception fails the cell, which the runner records as the run's error.
   So a later cell that fails still fails the run.
+- A run stopped early by its sweep's pruning rule raises `RunPruned` from its training: it
+  ends `pruned` (whoever finishes it), with no version and the step it stopped at.
 """
 
 from __future__ import annotations
@@ -15,6 +17,20 @@ from transferlab.errors import TransferlabError
 from transferlab.registry import Registry
 
 _MAX_ERROR_CHARS = 4000
+
+
+class RunPruned(TransferlabError):
+    """Training stopped early: the run scored worse than its sweep's pruning rule allows."""
+
+
+def failed_status(exc: BaseException | None = None, *, error_name: str | None = None) -> str:
+    """The status of a run that ended by `exc` (or, under papermill, by a cell that raised
+    an exception of class `error_name`): interrupted, pruned or failed."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, RunPruned) or error_name == RunPruned.__name__:
+        return "pruned"
+    return "failed"
 
 
 def error_text(exc: BaseException) -> str:
@@ -26,9 +42,9 @@ def error_text(exc: BaseException) -> str:
 
 
 def record_failure(registry: Registry, run_id: str, exc: BaseException) -> None:
-    """Finish the run as interrupted or failed with `exc`'s message. If that write fails
-    too, the original exception (which the caller re-raises) carries a note saying so."""
-    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    """Finish the run as interrupted, pruned or failed with `exc`'s message. If that write
+    fails too, the original exception (which the caller re-raises) carries a note saying so."""
+    status = failed_status(exc)
     try:
         registry.finish_run(run_id, status, error=error_text(exc))
     except Exception as record_error:

@@ -26,6 +26,7 @@ from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_
 )
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
+from transferlab.run_status import failed_status
 
 TEMPLATE_NAMES = ("discover", "finetune", "benchmark", "curves")
 # Templates whose every run ends with an HTML report for stakeholders.
@@ -170,10 +171,11 @@ def run_template(
             )
     except PapermillExecutionError as error:
         message = _error_line(error)
-        registry.finish_run(run_id, "failed", error=message, output_notebook=str(output))
+        status = failed_status(error_name=error.ename)  # failed, or pruned by its sweep
+        registry.finish_run(run_id, status, error=message, output_notebook=str(output))
         if raise_on_failure:
             raise
-        return RunOutcome(run_id, "failed", output, error=message)
+        return RunOutcome(run_id, status, output, error=message)
     except KeyboardInterrupt:
         registry.finish_run(run_id, "interrupted", error="interrupted", output_notebook=str(output))
         raise

@@ -8,7 +8,11 @@ from dataclasses import asdict
 from transferlab.cli.output import emit_json, format_table, human_size
 from transferlab.registry import Registry
 from transferlab.registry.api import require_registry_file
-from transferlab.registry.records import MODEL_DISPLAY_FIELDS, PROFILE_DISPLAY_FIELDS
+from transferlab.registry.records import (
+    MODEL_DISPLAY_FIELDS,
+    PROFILE_DISPLAY_FIELDS,
+    RUN_STATUSES,
+)
 from transferlab.registry.refs import parse_version_ref
 from transferlab.registry.writes import PROFILE_COLUMNS
 
@@ -290,5 +294,5 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
 
     runs = command("runs", cmd_runs, "recorded runs, newest first")
     runs.add_argument("--kind")
-    runs.add_argument("--status", choices=["running", "succeeded", "failed", "interrupted"])
+    runs.add_argument("--status", choices=list(RUN_STATUSES))
     runs.add_argument("--limit", type=int, default=50)

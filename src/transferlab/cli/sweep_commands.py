@@ -113,6 +113,8 @@ def _dry_run(spec, registry: Registry, args: argparse.Namespace) -> int:
     from transferlab.sweeps.plan import display_value
 
     executor = args.executor or spec.executor or DEFAULT_EXECUTOR
+    if spec.search is not None and spec.search.samples:
+        return _dry_run_search(spec, registry, args, executor)
     planned = expand(spec)
     if registry.exists():
         plan = plan_sweep(spec, registry, rerun=args.rerun, planned=planned)
@@ -234,3 +236,31 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         "add executors through the entry-point group transferlab.executors.",
     )
     executors.set_defaults(handler=cmd_executors)
+
+
+def _dry_run_search(spec, registry: Registry, args: argparse.Namespace, executor: str) -> int:
+    """A random or bayes sweep draws its runs as it goes: the space, the budget, and how much
+    of it the sweep's earlier invocations spent (the study in the registry)."""
+    from transferlab.sweeps.study import load_study
+
+    finished = load_study(spec, registry).finished if registry.exists() else 0
+    described = {
+        "name": spec.name,
+        "template": spec.template,
+        "executor": executor,
+        **spec.search.to_json(),
+        "recorded": finished,
+        "to_run": max(0, spec.search.budget - finished),
+    }
+    if args.json:
+        emit_json(described)
+        return 0
+    print(
+        f"sweep {spec.name}: template {spec.template}, strategy {spec.search.strategy}, "
+        f"budget {spec.search.budget}, {finished} recorded, {described['to_run']} to run "
+        f"(executor {executor}); objective {spec.search.objective.metric} "
+        f"({spec.search.objective.direction})"
+    )
+    for dimension in spec.search.dimensions:
+        print(f"  {dimension.parameter}: {dimension.distribution} {list(dimension.values)}")
+    return 0

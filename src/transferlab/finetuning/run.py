@@ -19,6 +19,7 @@ from transferlab.finetuning.config import (
     ResolvedConfig,
     resolve_config,
 )
+from transferlab.finetuning.pruning import pruning_callbacks
 from transferlab.finetuning.recording import register_outcome
 from transferlab.finetuning.trackers import (
     Tracker,
@@ -106,9 +107,10 @@ def finetune(
             parameters["tracker"] = tracker.describe()
             registry.update_run(run_id, parameters=parameters)
         resolved.output_dir.mkdir(parents=True, exist_ok=True)
-        outcome = train_and_evaluate(
-            resolved, splits, progress=progress, callbacks=tracker.callbacks()
-        )
+        callbacks = list(tracker.callbacks())
+        if not own_run:  # a run of a sweep that prunes reports its scores (finetuning.pruning)
+            callbacks += pruning_callbacks(registry, run_id)
+        outcome = train_and_evaluate(resolved, splits, progress=progress, callbacks=callbacks)
         parameters["group_by_length"] = outcome.group_by_length
         registry.update_run(run_id, parameters=parameters)
         save_started = time.perf_counter()

@@ -45,6 +45,7 @@ from transferlab.registry.result_queries import ResultQueriesMixin
 from transferlab.registry.rows import Connection, dict_rows, to_json
 from transferlab.registry.runs import RunsMixin, gone_runs, new_run_id, package_versions
 from transferlab.registry.search_queries import SearchQueriesMixin
+from transferlab.registry.study_queries import StudyQueriesMixin
 from transferlab.registry.sweep_queries import SweepQueriesMixin
 from transferlab.registry.writes import WritesMixin, insert_profile
 
@@ -106,6 +107,7 @@ class Registry(
     ModelQueriesMixin,
     SearchQueriesMixin,
     SweepQueriesMixin,
+    StudyQueriesMixin,
     ResultQueriesMixin,
     WritesMixin,
 ):

@@ -7,7 +7,9 @@ from typing import Any
 
 SOURCES = ("hf", "local", "torchhub", "tfhub")
 VERSION_KINDS = ("base", "adapter", "merged", "full")
-RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "pruned")
+# A sweep ends as a run does, but is never pruned itself (its runs may be).
+SWEEP_STATUSES = ("running", "succeeded", "failed", "interrupted")
 # The columns of a version's profile shown to people (`transferlab show`, the picker).
 PROFILE_DISPLAY_FIELDS = (
     "version_id",

@@ -28,7 +28,7 @@ from transferlab.registry.processes import (
     this_host,
     this_process,
 )
-from transferlab.registry.records import RUN_STATUSES
+from transferlab.registry.records import RUN_STATUSES, SWEEP_STATUSES
 from transferlab.registry.rows import Connection, dict_rows, to_json, utc_now
 
 if TYPE_CHECKING:
@@ -180,8 +180,16 @@ class RunsMixin:
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Change a running run's parameters, fingerprint, metrics or notebook path."""
-        allowed = {"parameters", "data_fingerprint", "metrics", "output_notebook", "template"}
+        """Change a running run's parameters, fingerprint, metrics, notebook path or the step
+        it was pruned at (`pruned_step`, recorded before the run is finished as `pruned`)."""
+        allowed = {
+            "parameters",
+            "data_fingerprint",
+            "metrics",
+            "output_notebook",
+            "template",
+            "pruned_step",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise TransferlabError(
@@ -209,7 +217,8 @@ class RunsMixin:
         """Record how a run ended. An interrupted fine-tune's unfinished model folder goes."""
         if status not in RUN_STATUSES or status == "running":
             raise TransferlabError(
-                f"Cannot finish a run as {status!r}.", "Use succeeded, failed or interrupted."
+                f"Cannot finish a run as {status!r}.",
+                "Use succeeded, failed, interrupted or pruned.",
             )
         with self.connect() as con:
             self._require_run(con, run_id)
@@ -366,7 +375,7 @@ class RunsMixin:
             )
 
     def finish_sweep(self, sweep_id: str, status: str, *, summary: dict | None = None) -> None:
-        if status not in RUN_STATUSES or status == "running":
+        if status not in SWEEP_STATUSES or status == "running":
             raise TransferlabError(
                 f"Cannot finish a sweep as {status!r}.", "Use succeeded, failed or interrupted."
             )

@@ -58,7 +58,7 @@ class SweepQueriesMixin:
         return [row["run_id"] for row in rows]
 
     def run_outcomes(self, run_ids: Sequence[str]) -> dict[str, dict]:
-        """Per run id: status, error, output_notebook, seconds (start to finish), version_id
+        """Per run id: status, error, output_notebook, pruned_step, seconds, version_id
         (the first version it registered) and test_accuracy (None where it has none)."""
         if not run_ids:
             return {}
@@ -66,7 +66,7 @@ class SweepQueriesMixin:
         outcomes = {
             row["run_id"]: {**row, "version_id": None, "test_accuracy": None}
             for row in self._rows(
-                "SELECT run_id, status, error, output_notebook, "
+                "SELECT run_id, status, error, output_notebook, pruned_step, "
                 "CAST(extract(epoch FROM finished_at - started_at) AS DOUBLE PRECISION) "
                 "AS seconds "
                 f"FROM runs WHERE run_id IN ({marks})",

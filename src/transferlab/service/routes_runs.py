@@ -39,7 +39,7 @@ def _refuse_server_paths(parameters: dict[str, Any] | None) -> None:
 def runs(
     caller: Authenticated,
     kind: Annotated[str | None, Query(max_length=100)] = None,
-    status: Literal["running", "succeeded", "failed", "interrupted"] | None = None,
+    status: Literal["running", "succeeded", "failed", "interrupted", "pruned"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
 ) -> list:
     return jsonable(caller.registry.runs(kind=kind, status=status, limit=limit))

@@ -26,6 +26,7 @@ from transferlab.parameters import signature
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 from transferlab.registry.processes import pid_exists
+from transferlab.sweeps import search_run
 from transferlab.sweeps import workers as worker_setup
 from transferlab.sweeps.executors import (
     DEFAULT_EXECUTOR,
@@ -60,13 +61,14 @@ class RunRow:
     label: str
     varying: dict[str, Any]
     parameters: dict[str, Any]
-    status: str = "pending"  # pending | reused | succeeded | failed | interrupted
+    status: str = "pending"  # pending | reused | succeeded | failed | interrupted | pruned
     run_id: str | None = None
     version: str | None = None
     test_accuracy: float | None = None
     seconds: float | None = None
     error: str | None = None
     output_notebook: str | None = None
+    pruned_step: int | None = None  # the training step a pruned run stopped at
 
 
 @dataclass
@@ -92,7 +94,7 @@ class SweepResult:
 
     @property
     def ok(self) -> bool:
-        return all(row.status in ("succeeded", "reused") for row in self.rows)
+        return all(row.status in ("succeeded", "reused", "pruned") for row in self.rows)
 
 
 def plan_sweep(
@@ -138,10 +140,11 @@ def run_sweep(
     placement = _placement(spec, executor_name, executor_options, workers, threads)
     executor_class.check_options(placement.options)
     executor_class.prepare(placement, str(registry.location))
-    planned = expand(spec)  # once: the registry preparation and the plan share it
-    prepare_registry(spec, registry, planned)
+    sampled = spec.search is not None and spec.search.samples  # random / bayes
+    planned = [] if sampled else expand(spec)  # once: the preparation and the plan share it
+    prepare_registry(spec, registry, search_run.preparation_runs(spec) if sampled else planned)
     interrupt_stale(registry, spec.name)
-    plan = plan_sweep(spec, registry, rerun=rerun, planned=planned)
+    plan = [] if sampled else plan_sweep(spec, registry, rerun=rerun, planned=planned)
     folder = Path(output_dir) if output_dir else _default_output_dir(spec.name)
     folder = folder.resolve()
     sweep_id = registry.start_sweep(
@@ -157,16 +160,25 @@ def run_sweep(
             rows[run.key].status, rows[run.key].run_id = "reused", reused
             registry.add_sweep_run(sweep_id, run.key, reused, reused=True)
     todo = [run for run, reused in plan if not reused]
+    total, done = len(plan), len(plan) - len(todo)
+    if sampled:  # the study, rebuilt from the registry: its finished runs count
+        study = search_run.load_study(spec, registry)
+        rows.update({r.key: r for r in search_run.earlier_rows(spec, study, registry, sweep_id)})
+        total, done = spec.search.budget, study.finished
+        todo = [None] * study.budget_left
     if on_start:
-        on_start(sweep_id, len(todo), len(plan) - len(todo))
+        on_start(sweep_id, len(todo), done)
     interrupted = False
     broke: Exception | None = None  # the executor (or the registry) raised: recorded, re-raised
-    bar = _progress_bar(len(plan), spec.name, progress)
-    bar.update(len(plan) - len(todo))
+    bar = _progress_bar(total, spec.name, progress)
+    bar.update(done)
     try:
         with _stop_signals():
-            jobs = _jobs(todo, spec, registry, sweep_id, folder)
-            if jobs:
+            if sampled:
+                search_run.run_search(
+                    spec, registry, study, executor_class, placement, rows, sweep_id, folder, bar
+                )
+            elif jobs := _jobs(todo, spec, registry, sweep_id, folder):
                 settings = replace(placement, workers=min(workers, len(jobs)))
                 _execute(jobs, executor_class, settings, rows, registry, sweep_id, bar)
     except KeyboardInterrupt:
@@ -187,6 +199,12 @@ def run_sweep(
         output_dir=str(folder),
         executor=executor_name,
     )
+    if sampled and study.without_objective:
+        result.notes.append(
+            f"{len(study.without_objective)} run(s) succeeded without recording "
+            f"{spec.search.objective.metric}: the study counted them as failed. Check the "
+            "objective (a validation split?)."
+        )
     try:
         _record_end(result, registry, interrupted, started)
     except Exception as exc:
@@ -404,6 +422,7 @@ def _fill_from_registry(registry: Registry, rows: list[RunRow]) -> None:
         row.seconds = float(found["seconds"]) if found["seconds"] is not None else None
         row.version = found["version_id"] or row.version
         row.test_accuracy = found["test_accuracy"]
+        row.pruned_step = found.get("pruned_step")
 
 
 def _progress_bar(total: int, name: str, enabled: bool) -> Any:

@@ -49,10 +49,11 @@ from transferlab.parameters import (
 )
 from transferlab.runner import template_path
 from transferlab.sweeps.resources import ChoiceError, RunResources, parse_executor, parse_resources
+from transferlab.sweeps.search import SEARCH_KEYS, SearchSpec, parse_search
 from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
-SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor", "resources")
+SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor", "resources", *SEARCH_KEYS)
 ALIASES = {
     "models": "base",
     "model": "base",
@@ -88,6 +89,7 @@ class SweepSpec:
     executor: str | None = None  # the file's `executor:`; None: the command's choice
     executor_options: dict[str, Any] = field(default_factory=dict)  # {name: ..., these}
     resources: RunResources | None = None  # the file's `resources:` (each run's share)
+    search: SearchSpec | None = None  # strategy, budget, distributions, objective, pruning
 
     def to_json(self) -> dict[str, Any]:
         described = {
@@ -103,6 +105,8 @@ class SweepSpec:
             described["executor_options"] = self.executor_options
         if self.resources is not None:
             described["resources"] = self.resources.to_json()
+        if self.search is not None:
+            described["search"] = self.search.to_json()
         return described
 
 
@@ -181,7 +185,10 @@ def parse_sweep(
             if not isinstance(item, dict):
                 raise where.error(f"runs[{i}]", f"got {_kind(item)}", "a mapping of parameters")
             runs.append(checker.parameters(item, f"runs[{i}]"))
-    if grid_raw is None and runs_raw is None:
+    sampled = document.get("strategy", "grid") != "grid"
+    if sampled and runs_raw is not None:
+        raise where.error("runs", "runs: lists runs, and strategy draws them", "strategy: grid")
+    if grid_raw is None and runs_raw is None and not sampled:
         raise where.error(TOP, "no grid and no runs", "grid: (lists to combine) and/or runs:")
     overlap = sorted(set(fixed) & {p for item in grid.values() for p in item[0]})
     if overlap:
@@ -189,6 +196,7 @@ def parse_sweep(
             "fixed", f"{', '.join(overlap)} also varies in grid", "each parameter in one place"
         )
     checker.check_runs(fixed, grid, runs)
+    search = parse_search(document, where, checker, notebook.stem, grid, fixed)
     executor, options, resources = _placement(document, where)
     return SweepSpec(
         name=name,
@@ -202,6 +210,7 @@ def parse_sweep(
         executor=executor,
         executor_options=options,
         resources=resources,
+        search=search,
     )
 
 

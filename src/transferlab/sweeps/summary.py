@@ -8,7 +8,7 @@ from transferlab.sweeps.plan import display_value
 from transferlab.sweeps.run import RunRow, SweepResult
 
 # Statuses in the order the summary lists them: what needs attention first.
-STATUS_ORDER = ("failed", "interrupted", "pending", "succeeded", "reused")
+STATUS_ORDER = ("failed", "interrupted", "pending", "pruned", "succeeded", "reused")
 
 
 def summary_rows(result: SweepResult) -> list[dict[str, Any]]:
@@ -27,6 +27,7 @@ def _row(row: RunRow) -> dict[str, Any]:
         "run_id": row.run_id,
         "version": row.version,
         "test_accuracy": row.test_accuracy,
+        "pruned_step": row.pruned_step,
         "seconds": round(row.seconds, 1) if row.seconds is not None else None,
         "error": _first_line(row.error),
     }
@@ -40,7 +41,8 @@ def _first_line(text: str | None) -> str | None:
 
 def summary_columns(result: SweepResult) -> list[str]:
     varying = list(result.rows[0].varying) if result.rows else []
-    return [*varying, "status", "run_id", "version", "test_accuracy", "seconds", "error"]
+    pruned = ["pruned_step"] if any(row.status == "pruned" for row in result.rows) else []
+    return [*varying, "status", "run_id", "version", "test_accuracy", *pruned, "seconds", "error"]
 
 
 def format_summary(result: SweepResult) -> str:
@@ -82,6 +84,7 @@ def summary_json(result: SweepResult) -> dict[str, Any]:
                 "run_id": row.run_id,
                 "version": row.version,
                 "test_accuracy": row.test_accuracy,
+                "pruned_step": row.pruned_step,
                 "seconds": row.seconds,
                 "error": row.error,
                 "output_notebook": row.output_notebook,

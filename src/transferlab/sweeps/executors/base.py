@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 INTERRUPTED_ERROR = "Interrupted: the sweep was stopped before this run finished."
 # What a job can end as. 'pending': it never started (stopped first); the sweep plans it again.
-RESULT_STATUSES = ("succeeded", "failed", "interrupted", "pending")
+# 'pruned': its sweep's pruning rule stopped it early (transferlab.finetuning.pruning).
+RESULT_STATUSES = ("succeeded", "failed", "interrupted", "pending", "pruned")
 
 
 @dataclass(frozen=True)
