@@ -331,6 +331,8 @@ def train_with_trainer(
         timings=timings,
         resources={
             "device": resolved.device,
+            # GPUs the Trainer (through accelerate) spread each batch over: all it can see
+            "gpus": int(trainer.args.n_gpu) if resolved.device == "cuda" else 0,
             "threads": resolved.num_threads,
             "peak_rss_mb": _peak_rss_mb(),
             "peak_gpu_mb": (

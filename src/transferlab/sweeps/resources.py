@@ -7,8 +7,9 @@ resources: {cpus: 2, gpus: 0, memory_gb: 4}        # each run's share
 ```
 
 The executor decides what it does with `resources` (executors/base.py ExecutorSettings): `ray`
-reserves them per task and sets the run's OMP/MKL threads to `cpus`; `process` ignores them (it
-divides this machine's cores between its --workers).
+reserves them per task and sets the run's OMP/MKL threads to `cpus`; `process` divides this
+machine's cores between its --workers and gives each worker `gpus` GPUs of its own
+(transferlab.sweeps.gpus).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Imported here, never in the SIGTERM handler: a handler that imports psutil while the
 # interrupted code is itself importing it gets a half-initialised module (AttributeError),
@@ -94,10 +94,13 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cpus() // max(1, workers))
 
 
-def init_worker(threads: int, parent_pid: int) -> None:
-    """Runs first in every worker process (before torch is imported anywhere in it)."""
+def init_worker(threads: int, parent_pid: int, gpu_shares: Any = None) -> None:
+    """Runs first in every worker process (before torch is imported anywhere in it).
+    `gpu_shares`: a queue of CUDA_VISIBLE_DEVICES values, one taken by each worker."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
+    if gpu_shares is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_shares.get(timeout=60)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_terminate)

@@ -2,7 +2,8 @@
 
 Each worker is a fresh (spawned) Python process set up by transferlab.sweeps.workers: torch
 threads divided between workers, SIGINT ignored, SIGTERM stops its run as interrupted, and
-it dies with the sweep. One job at a time per worker; a job whose worker dies comes back
+it dies with the sweep. With `resources: {gpus: N}` each worker has N GPUs of its own
+(transferlab.sweeps.gpus). One job at a time per worker; a job whose worker dies comes back
 failed and the others go on.
 """
 
@@ -26,6 +27,7 @@ from transferlab.sweeps.executors.base import (
     crashed,
     execute_run,
 )
+from transferlab.sweeps.gpus import gpu_shares
 
 STOP_WAIT_S = 30.0
 
@@ -38,14 +40,26 @@ class ProcessExecutor(SweepExecutor):
     name = "process"
     description = "local worker processes, one run each at a time (--workers of them)"
 
+    @classmethod
+    def prepare(cls, settings: ExecutorSettings, registry_location: str) -> None:
+        """Refuse GPUs per run (`resources: {gpus: N}`) this machine cannot give."""
+        if settings.resources.gpus:
+            gpu_shares(settings.resources.gpus, settings.workers)
+
     def __init__(self, settings: ExecutorSettings) -> None:
         super().__init__(settings)
         self._context = _RecordingContext(multiprocessing.get_context("spawn"))
+        workers, shares = settings.workers, None
+        if settings.resources.gpus:  # each worker takes one share of the GPUs as it starts
+            found = gpu_shares(settings.resources.gpus, settings.workers)
+            workers, shares = len(found), self._context.Queue()
+            for share in found:
+                shares.put(share)
         self._pool = ProcessPoolExecutor(
-            max_workers=settings.workers,
+            max_workers=workers,
             mp_context=self._context,  # type: ignore[arg-type]  # delegates to a context
             initializer=worker_setup.init_worker,
-            initargs=(settings.threads_per_worker, os.getpid()),
+            initargs=(settings.threads_per_worker, os.getpid(), shares),
         )
         self._futures: dict[Future, RunJob] = {}
         self._pending: set[Future] = set()
