@@ -49,6 +49,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             progress=not quiet,
             on_start=announce,
             executor=args.executor,
+            cold_kernels=args.cold_kernels,
         )
         code = 0 if result.ok else 1
     except SweepInterrupted as stopped:
@@ -184,6 +185,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         metavar="NAME",
         help="where the runs execute (default: the sweep file's executor:, else process, local "
         "worker processes); `transferlab executors` lists them",
+    )
+    sweep.add_argument(
+        "--cold-kernels",
+        action="store_true",
+        help="start each run's notebook kernel when the run starts, instead of a warm one "
+        "started (and its imports done) during the previous run",
     )
     sweep.add_argument("--rerun", action="store_true", help="run every run, reuse nothing")
     sweep.add_argument(

@@ -120,11 +120,13 @@ def run_sweep(
     progress: bool = True,
     on_start: Callable[[str, int, int], None] | None = None,
     executor: str | None = None,
+    cold_kernels: bool = False,
 ) -> SweepResult:
     """Run a sweep to the end (or until interrupted) and return its summary rows.
 
     `executor`: the name of the executor to run on (default: the sweep file's `executor:`,
-    else `process`); an unknown one is refused before anything is written."""
+    else `process`); an unknown one is refused before anything is written. Runs start on
+    warm kernels (transferlab.warm_kernels) unless `cold_kernels`."""
     started = time.monotonic()
     executor_name = executor or spec.executor or DEFAULT_EXECUTOR
     executor_class = get_executor(executor_name)
@@ -158,7 +160,8 @@ def run_sweep(
     bar.update(len(plan) - len(todo))
     try:
         with _stop_signals():
-            jobs = _jobs(todo, spec, registry, sweep_id, folder)
+            warm_for = 0 if cold_kernels else min(workers, len(todo))
+            jobs = _jobs(todo, spec, registry, sweep_id, folder, warm_for)
             if jobs:
                 settings = ExecutorSettings(min(workers, len(jobs)), threads)
                 _execute(jobs, executor_class, settings, rows, registry, sweep_id, bar)
@@ -287,9 +290,18 @@ def _default_output_dir(name: str) -> Path:
 
 
 def _jobs(
-    todo: list[PlannedRun], spec: SweepSpec, registry: Registry, sweep_id: str, folder: Path
+    todo: list[PlannedRun],
+    spec: SweepSpec,
+    registry: Registry,
+    sweep_id: str,
+    folder: Path,
+    warm_for: int,
 ) -> list[RunJob]:
-    """The runs to do as executor jobs, each recorded in the registry as part of the sweep."""
+    """The runs to do as executor jobs, each recorded in the registry as part of the sweep.
+
+    `warm_for`: the workers (0: cold kernels). A job warms a kernel for a following run when
+    at least that many jobs come after it: the last job on each worker warms none, so that
+    no spare kernel takes a core from the sweep's last runs for nothing."""
     if not todo:
         return []
     notebook = str(spec.template_path)
@@ -308,8 +320,9 @@ def _jobs(
             output_dir=str(folder),
             sweep_id=sweep_id,
             signature=described,
+            warm_next_kernel=bool(warm_for) and len(todo) - 1 - index >= warm_for,
         )
-        for run in todo
+        for index, run in enumerate(todo)
     ]
 
 
