@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from datetime import UTC
 from pathlib import Path
@@ -195,17 +196,23 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
         return record, record["kernel_started"] < started - 0.1  # warm?
 
     try:
-        run(0, warm_next=True)
+        assert not run(0, warm_next=True)[1]
+        assert run(1, warm_next=True)[1]
+        threads = threading.active_count()
+        assert run(2, warm_next=True)[1]
+        # A handed kernel's clients are stopped with it: a long-lived worker gains no threads.
+        assert threading.active_count() == threads
+
         assert warm_kernels.spare_ready(timeout=60)
         (spare,) = _kernels_of(os.getpid())
         spare.kill()  # killed (out of memory, say) while waiting for its run
         spare.wait(10)
-        record, warm = run(1, warm_next=True)
+        record, warm = run(3, warm_next=True)
         assert not warm and record["pid"] != spare.pid
 
         assert warm_kernels.spare_ready(timeout=60)
         monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the spare started with other settings
-        record, warm = run(2, warm_next=False)
+        record, warm = run(4, warm_next=False)
         assert not warm and record["threads"] == "3"
         assert _kernels_of(os.getpid()) == []  # the misfit spare was shut down
     finally:

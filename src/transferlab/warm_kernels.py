@@ -105,6 +105,27 @@ def warm_modules(template: Path) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+class SpareKernelManager(LocalKernelManager):
+    """A kernel manager that remembers the clients made for it: nbclient stops the channels
+    (a heartbeat thread, a ZMQ context) only of kernels it started itself, so `release` stops
+    those of a handed kernel; otherwise a long-lived worker gains threads with every run."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.clients: list = []
+
+    def client(self, **kwargs: object):
+        made = super().client(**kwargs)
+        self.clients.append(made)
+        return made
+
+    def stop_clients(self) -> None:
+        for made in self.clients:
+            with contextlib.suppress(Exception):
+                made.stop_channels()
+        self.clients.clear()
+
+
 @dataclass
 class _Spare:
     key: KernelKey
@@ -148,7 +169,7 @@ def prepare(template: Path, cwd: Path) -> None:
         _shut_down_spare(old)
 
 
-def take(template: Path, cwd: Path) -> LocalKernelManager | None:
+def take(template: Path, cwd: Path) -> SpareKernelManager | None:
     """The spare's kernel for a run of `template` in `cwd`, if there is one that fits, is
     alive and warmed (waiting for a warm-up still going on); None: start a cold kernel.
     The caller owns the kernel and gives it back to `release` after the run."""
@@ -176,8 +197,10 @@ def take(template: Path, cwd: Path) -> LocalKernelManager | None:
     return manager
 
 
-def release(manager: LocalKernelManager, *, kill: bool = False) -> None:
-    """Shut down a kernel that served its run (kill it at once with `kill`)."""
+def release(manager: SpareKernelManager, *, kill: bool = False) -> None:
+    """Shut down a kernel that served its run (kill it at once with `kill`), and the clients
+    that talked to it."""
+    manager.stop_clients()
     if not kill and _thread is not None:
         try:
             _thread.submit(_shut_down(manager)).result(timeout=SHUTDOWN_TIMEOUT_S)
@@ -215,9 +238,9 @@ def spare_ready(timeout: float) -> bool:
     return True
 
 
-async def _start_and_warm(key: KernelKey, modules: list[str]) -> LocalKernelManager:
+async def _start_and_warm(key: KernelKey, modules: list[str]) -> SpareKernelManager:
     started = time.monotonic()
-    manager = LocalKernelManager(kernel_name=key.kernel_name)
+    manager = SpareKernelManager(kernel_name=key.kernel_name)
     try:
         arguments = [_HISTORY_ARGUMENT] if manager.ipykernel else []
         await manager.start_kernel(
@@ -232,7 +255,7 @@ async def _start_and_warm(key: KernelKey, modules: list[str]) -> LocalKernelMana
             )
             reply = await _reply(manager, client, request)
         finally:
-            client.stop_channels()
+            manager.stop_clients()
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"warm-up failed: {reply['content'].get('evalue')}")
         if _closed:
