@@ -109,7 +109,13 @@ def loop_way(registry, parameters: list[dict[str, Any]], folder: Path) -> dict[s
 
 
 def sweep_way(
-    registry, parameters: list[dict[str, Any]], folder: Path, *, workers: int, warm: bool
+    registry,
+    parameters: list[dict[str, Any]],
+    folder: Path,
+    *,
+    workers: int,
+    warm: bool,
+    executor: str = "process",
 ) -> dict[str, Any]:
     from transferlab.sweeps import parse_sweep, run_sweep
 
@@ -121,6 +127,7 @@ def sweep_way(
         output_dir=folder / "notebooks",
         progress=False,
         cold_kernels=not warm,
+        executor=executor,
     )
     finished = [r["finished_at"] for r in registry.sweep_runs(result.sweep_id) if r["finished_at"]]
     return {
@@ -143,6 +150,9 @@ class Way:
 
 
 def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
+    """The ways to compare, in order. Another executor is one more entry, e.g.
+    `Way("ray-3", 3, partial(sweep_way, workers=3, warm=True, executor="ray"))` with its
+    cluster started around it."""
     table = [Way("loop", None, loop_way)] if loop else []
     for kind in kernels:
         for count in workers:
