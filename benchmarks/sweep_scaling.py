@@ -1,23 +1,29 @@
-"""Sweep scaling: the same 16 small MiniLM LoRA runs through `transferlab sweep` with 1, 2 and
-4 worker processes, and as one plain Python loop calling `transferlab.finetune` (no papermill).
+"""Sweep scaling: the same 16 small MiniLM LoRA runs as one plain Python loop calling
+`transferlab.finetune` (no papermill) and through `transferlab.sweeps.run_sweep` on the process
+executor, with 1 and 2 worker processes, each with cold and with warm kernels.
 
-    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2 4] [--max-steps 15]
-        [--out benchmarks/results/sweep_scaling.json]
-    .venv/bin/python benchmarks/sweep_scaling.py --quick     # 2 runs, 1 and 2 workers, smoke
+    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm]
+        [--max-steps 15] [--out benchmarks/results/sweep_scaling.json]
+    .venv/bin/python benchmarks/sweep_scaling.py --quick     # 4 runs, 5 steps: a smoke run
 
 The runs: the project's sample data (5 intents), n_per_class 8, 16, 32 and all (about 58) x
 seeds 0-3, batch 16, max_length 64, max_steps 15, early stopping off. Each way starts from a
 copy of one initialized registry (catalog + installed MiniLM), so every way trains all runs
 (nothing is reused) and none pays for initialization.
 
-    loop     one process, torch threads = the cores, `finetune(FinetuneConfig(...))` per run:
-             what the runs cost without notebooks or worker processes.
-    sweep-N  `transferlab.sweeps.run_sweep` with N workers (torch threads = cores // N each):
-             a papermill run (kernel start, imports, model load, plots) per run.
+    loop             one process, torch threads = the cores, `finetune(FinetuneConfig(...))` per
+                     run: what the runs cost without notebooks or worker processes.
+    process-N-cold   run_sweep with N workers (torch threads = cores // N each), `--cold-kernels`:
+                     a papermill run per run, its kernel started (and its imports done) by it.
+    process-N-warm   the same with warm kernels (the default; transferlab.warm_kernels): each
+                     worker starts the next run's kernel and its imports during a run.
 
-Ratios: sweep-N / loop (the cost of notebooks and processes at that parallelism) and
-sweep-1 / sweep-N (what parallelism gains). The machine may be shared: the JSON keeps the CPU
-time other processes took during each way ("other%"), and a busy machine slows every way.
+A way is an entry of the list `ways()` builds (name, workers, a function of the
+registry, the runs and a folder): a Ray way is one more entry. Columns: wall seconds, seconds a
+run, the ratio to the loop (the cost of notebooks and processes at that parallelism), and the
+time to the first result (seconds from the way's start until its first run finished). The
+machine may be shared: the JSON keeps the CPU time other processes took during each way
+("other%"), and a busy machine slows every way.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +45,7 @@ import bench_common as bc
 SIZES = (8, 16, 32, None)
 QUICK_SIZES = (8,)
 SEEDS = (0, 1, 2, 3)
-QUICK_SEEDS = (0, 1)
+QUICK_SEEDS = SEEDS  # 4 runs: at 2 workers, 2 of them warm
 BATCH_SIZE = 16
 MAX_LENGTH = 64
 
@@ -56,6 +66,11 @@ def run_parameters(sizes, seeds, max_steps: int) -> list[dict[str, Any]]:
     ]
 
 
+def utc_now() -> datetime:
+    """The registry's clock: naive UTC (transferlab.registry.rows)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 def initialized_registry(folder: Path) -> Path:
     from transferlab.initialize import initialize
     from transferlab.registry import Registry
@@ -74,12 +89,12 @@ def fresh_registry(template: Path, folder: Path, name: str):
     return Registry(target)
 
 
-def plain_loop(registry, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def loop_way(registry, parameters: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
     """The same runs in this process, without papermill."""
     from transferlab.data import sample_data_path
     from transferlab.finetune import FinetuneConfig, finetune
 
-    accuracy = []
+    accuracy, first = [], None
     for params in parameters:
         config = FinetuneConfig(
             train=sample_data_path("train"),
@@ -89,36 +104,80 @@ def plain_loop(registry, parameters: list[dict[str, Any]]) -> dict[str, Any]:
         )
         result = finetune(config, registry, progress=False)
         accuracy.append(result.metrics["test"]["accuracy"])
-    return {"runs": len(parameters), "failed": 0, "test_accuracy": accuracy}
+        first = first or utc_now()
+    return {"runs": len(parameters), "failed": 0, "test_accuracy": accuracy, "first": first}
 
 
-def sweep_way(registry, parameters: list[dict[str, Any]], workers: int, folder: Path):
+def sweep_way(
+    registry,
+    parameters: list[dict[str, Any]],
+    folder: Path,
+    *,
+    workers: int,
+    warm: bool,
+    executor: str = "process",
+) -> dict[str, Any]:
     from transferlab.sweeps import parse_sweep, run_sweep
 
-    spec = parse_sweep({"name": f"scaling-{workers}", "runs": parameters})
+    spec = parse_sweep({"name": folder.name, "runs": parameters})
     result = run_sweep(
-        spec, registry, workers=workers, output_dir=folder / "notebooks", progress=False
+        spec,
+        registry,
+        workers=workers,
+        output_dir=folder / "notebooks",
+        progress=False,
+        cold_kernels=not warm,
+        executor=executor,
     )
+    finished = [r["finished_at"] for r in registry.sweep_runs(result.sweep_id) if r["finished_at"]]
     return {
         "runs": len(result.rows),
         "failed": sum(row.status != "succeeded" for row in result.rows),
         "test_accuracy": [row.test_accuracy for row in result.rows],
         "threads_per_worker": result.threads_per_worker,
         "errors": sorted({row.error for row in result.rows if row.error}),
+        "first": min(finished) if finished else None,
     }
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way of running the runs: `run(registry, parameters, folder)` returns its outcome."""
+
+    name: str
+    workers: int | None  # None: the loop
+    run: Callable[..., dict[str, Any]]
+
+
+def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
+    """The ways to compare, in order. Another executor is one more entry, e.g.
+    `Way("ray-3", 3, partial(sweep_way, workers=3, warm=True, executor="ray"))` with its
+    cluster started around it."""
+    table = [Way("loop", None, loop_way)] if loop else []
+    for kind in kernels:
+        for count in workers:
+            table.append(
+                Way(
+                    f"process-{count}-{kind}",
+                    count,
+                    partial(sweep_way, workers=count, warm=kind == "warm"),
+                )
+            )
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--kernels", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--no-loop", action="store_true", help="skip the plain-loop way")
-    parser.add_argument("--quick", action="store_true", help="2 runs, 1 and 2 workers, 5 steps")
+    parser.add_argument("--quick", action="store_true", help="4 runs, 5 steps: a smoke run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    sizes, seeds, workers = SIZES, SEEDS, args.workers
+    sizes, seeds = SIZES, SEEDS
     if args.quick:
-        sizes, seeds, workers, args.max_steps = QUICK_SIZES, QUICK_SEEDS, [1, 2], 5
+        sizes, seeds, args.max_steps = QUICK_SIZES, QUICK_SEEDS, 5
     out = args.out or bc.RESULTS_DIR / (
         "sweep_scaling_quick.json" if args.quick else "sweep_scaling.json"
     )
@@ -128,35 +187,33 @@ def main(argv: list[str] | None = None) -> int:
     cpus = available_cpus()
     bc.set_threads(cpus)  # the loop's torch threads; workers divide the cores themselves
     print(f"{len(parameters)} runs, max_steps {args.max_steps}, {cpus} cpus", flush=True)
-    ways: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
         folder = Path(tmp)
         template = initialized_registry(folder)
-        plan = [] if args.no_loop else [("loop", None)]
-        plan += [(f"sweep-{n}", n) for n in workers]
-        for name, count in plan:
-            registry = fresh_registry(template, folder, name)
-            print(f"-- {name}", flush=True)
+        for way in ways(args.workers, args.kernels, not args.no_loop):
+            registry = fresh_registry(template, folder, way.name)
+            print(f"-- {way.name}", flush=True)
+            started = utc_now()
             with bc.cpu_share() as share:
-                if count is None:
-                    outcome = plain_loop(registry, parameters)
-                else:
-                    outcome = sweep_way(registry, parameters, count, folder / name)
-            ways.append({"way": name, "workers": count, **outcome, "cpu": share.as_dict()})
+                outcome = way.run(registry, parameters, folder / way.name)
+            first = outcome.pop("first")
+            outcome["first_result_s"] = (first - started).total_seconds() if first else None
+            results.append(
+                {"way": way.name, "workers": way.workers, **outcome, "cpu": share.as_dict()}
+            )
             print(
                 f"   {share.wall_s:.1f} s, failed {outcome['failed']}, "
                 f"other {share.other_share:.0%}",
                 flush=True,
             )
-    by_name = {w["way"]: w["cpu"]["wall_s"] for w in ways}
+    by_name = {w["way"]: w["cpu"]["wall_s"] for w in results}
     loop_s = by_name.get("loop")
-    one_s = by_name.get("sweep-1")
     rows = []
-    for way in ways:
+    for way in results:
         wall = way["cpu"]["wall_s"]
         way["s_per_run"] = wall / way["runs"]
         way["ratio_to_loop"] = wall / loop_s if loop_s else None
-        way["speedup_vs_1_worker"] = one_s / wall if one_s and way["workers"] else None
         accuracy = [a for a in way["test_accuracy"] if a is not None]
         rows.append(
             [
@@ -166,12 +223,13 @@ def main(argv: list[str] | None = None) -> int:
                 wall,
                 way["s_per_run"],
                 way["ratio_to_loop"],
-                way["speedup_vs_1_worker"],
+                way["first_result_s"],
                 sum(accuracy) / len(accuracy) if accuracy else None,
                 f"{way['cpu']['other_share_of_cpus']:.0%}",
             ]
         )
-    headers = ["way", "runs", "failed", "wall_s", "s/run", "x loop", "x vs 1", "mean acc", "other%"]
+    headers = ["way", "runs", "failed", "wall_s", "s/run", "x loop", "first s", "mean acc"]
+    headers.append("other%")
     print(bc.format_table(headers, rows))
     bc.write_json(
         out,
@@ -189,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
                 "base": "all-MiniLM-L6-v2",
             },
             "machine": bc.machine_info(cpus),
-            "ways": ways,
+            "ways": results,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     )
     print(f"wrote {out}")
-    return 0 if all(way["failed"] == 0 for way in ways) else 1
+    return 0 if all(way["failed"] == 0 for way in results) else 1
 
 
 if __name__ == "__main__":

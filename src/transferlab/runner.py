@@ -17,6 +17,7 @@ import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
 
+from transferlab import warm_kernels
 from transferlab.errors import TransferlabError
 from transferlab.kernels import LocalKernelManager, interrupts_stop_kernel
 from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_parameters: re-exported)
@@ -122,6 +123,44 @@ def _error_line(error: PapermillExecutionError) -> str:
     return f"{error.ename}: {error.evalue}".strip()
 
 
+def _execute(
+    path: Path,
+    output: Path,
+    injected: dict[str, Any],
+    folder: Path,
+    progress_bar: bool,
+    log_output: bool,
+    warm_next: bool,
+) -> None:
+    """papermill on a warm kernel when this process has one that fits (it is shut down
+    after the run), else on a kernel papermill starts (and shuts down)."""
+    kernel = warm_kernels.take(path, folder)
+    if warm_next:
+        warm_kernels.prepare(path, folder)
+    if kernel is None:
+        arguments: dict[str, Any] = {"kernel_manager_class": LocalKernelManager}
+    else:
+        arguments = {"km": kernel}  # nbclient leaves a kernel it did not start running
+    interrupted = False
+    try:
+        with interrupts_stop_kernel():
+            papermill.execute_notebook(
+                str(path),
+                str(output),
+                parameters=injected,
+                progress_bar=progress_bar,
+                log_output=log_output,
+                cwd=str(folder),
+                **arguments,
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        if kernel is not None:
+            warm_kernels.release(kernel, kill=interrupted)
+
+
 def run_template(
     name: str,
     parameters: dict[str, Any] | None = None,
@@ -134,12 +173,15 @@ def run_template(
     log_output: bool = False,
     raise_on_failure: bool = False,
     paths_from: str | Path | None = None,
+    warm_next: bool = False,
 ) -> RunOutcome:
     """Execute a template with papermill and record the run from start to finish.
 
     The parameters are checked (names, types, a finetune request's values) before the run is
     recorded, and relative paths among them start at `paths_from` (default: the current
     folder, not the output folder the kernel runs in); the run records them absolute.
+    The run takes this process's warm kernel if one fits (transferlab.warm_kernels), and with
+    `warm_next` starts one for a following run of the same template (sweep workers).
     """
     registry = registry or Registry()
     path = template_path(name)
@@ -159,16 +201,7 @@ def run_template(
     )
     injected = {**parameters, "run_id": run_id, "registry_path": registry.location}
     try:
-        with interrupts_stop_kernel():
-            papermill.execute_notebook(
-                str(path),
-                str(output),
-                parameters=injected,
-                progress_bar=progress_bar,
-                log_output=log_output,
-                cwd=str(folder),
-                kernel_manager_class=LocalKernelManager,
-            )
+        _execute(path, output, injected, folder, progress_bar, log_output, warm_next)
     except PapermillExecutionError as error:
         message = _error_line(error)
         status = failed_status(error_name=error.ename)  # failed, or pruned by its sweep

@@ -57,6 +57,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 on_start=announce,
                 executor=executor,
                 executor_options=options,
+                cold_kernels=args.cold_kernels,
             )
         code = 0 if result.ok else 1
     except SweepInterrupted as stopped:
@@ -216,6 +217,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         metavar="auto|HOST:PORT",
         help="the Ray cluster of --executor ray (implies it): auto (one started on this "
         "machine), or its head's HOST:PORT; default: RAY_ADDRESS, else a local Ray",
+    )
+    sweep.add_argument(
+        "--cold-kernels",
+        action="store_true",
+        help="start each run's notebook kernel when the run starts, instead of a warm one "
+        "started (and its imports done) during the previous run",
     )
     sweep.add_argument("--rerun", action="store_true", help="run every run, reuse nothing")
     sweep.add_argument(

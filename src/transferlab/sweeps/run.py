@@ -124,13 +124,14 @@ def run_sweep(
     on_start: Callable[[str, int, int], None] | None = None,
     executor: str | None = None,
     executor_options: dict[str, Any] | None = None,
+    cold_kernels: bool = False,
 ) -> SweepResult:
     """Run a sweep to the end (or until interrupted) and return its summary rows.
 
     `executor`: the name of the executor to run on (default: the sweep file's `executor:`,
     else `process`); `executor_options` its settings over the file's (`--ray-address`). An
     unknown executor, or one that cannot work (executor.prepare), is refused before anything
-    is written."""
+    is written. Runs start on warm kernels (transferlab.warm_kernels) unless `cold_kernels`."""
     started = time.monotonic()
     executor_name = executor or spec.executor or DEFAULT_EXECUTOR
     executor_class = get_executor(executor_name)
@@ -174,11 +175,13 @@ def run_sweep(
     bar.update(done)
     try:
         with _stop_signals():
+            warm_for = 0 if cold_kernels else min(workers, len(todo))
             if sampled:
                 search_run.run_search(
-                    spec, registry, study, executor_class, placement, rows, sweep_id, folder, bar
-                )
-            elif jobs := _jobs(todo, spec, registry, sweep_id, folder):
+                    spec, registry, study, executor_class, placement, rows, sweep_id, folder, bar,
+                    warm=not cold_kernels,
+                )  # fmt: skip
+            elif jobs := _jobs(todo, spec, registry, sweep_id, folder, warm_for):
                 settings = replace(placement, workers=min(workers, len(jobs)))
                 _execute(jobs, executor_class, settings, rows, registry, sweep_id, bar)
     except KeyboardInterrupt:
@@ -336,9 +339,18 @@ def _default_output_dir(name: str) -> Path:
 
 
 def _jobs(
-    todo: list[PlannedRun], spec: SweepSpec, registry: Registry, sweep_id: str, folder: Path
+    todo: list[PlannedRun],
+    spec: SweepSpec,
+    registry: Registry,
+    sweep_id: str,
+    folder: Path,
+    warm_for: int = 0,
 ) -> list[RunJob]:
-    """The runs to do as executor jobs, each recorded in the registry as part of the sweep."""
+    """The runs to do as executor jobs, each recorded in the registry as part of the sweep.
+
+    `warm_for`: the workers (0: cold kernels). A job warms a kernel for a following run when
+    at least that many jobs come after it: the last job on each worker warms none, so that
+    no spare kernel takes a core from the sweep's last runs for nothing."""
     if not todo:
         return []
     notebook = str(spec.template_path)
@@ -357,8 +369,9 @@ def _jobs(
             output_dir=str(folder),
             sweep_id=sweep_id,
             signature=described,
+            warm_next_kernel=bool(warm_for) and len(todo) - 1 - index >= warm_for,
         )
-        for run in todo
+        for index, run in enumerate(todo)
     ]
 
 

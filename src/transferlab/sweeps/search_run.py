@@ -82,8 +82,12 @@ def run_search(
     sweep_id: str,
     folder: Path,
     bar: Any,
+    *,
+    warm: bool = True,
 ) -> None:
-    """Ask, run and tell until the budget is spent (or the sweep is stopped)."""
+    """Ask, run and tell until the budget is spent (or the sweep is stopped). `warm`: a run
+    starts the next one's kernel (transferlab.warm_kernels) while at least `workers` more
+    runs are to come after it."""
     from transferlab.sweeps.run import RunRow, _apply, _jobs
 
     if state.budget_left == 0:
@@ -97,6 +101,8 @@ def run_search(
                 trial, parameters = state.ask()
                 run = planned_run(spec, trial_key(spec, trial.number, parameters), parameters)
                 job = _jobs([run], spec, registry, sweep_id, folder)[0]
+                later = state.budget_left - len(asked) - 1  # runs still to ask after this one
+                job = replace(job, warm_next_kernel=warm and later >= workers)
                 rows[run.key] = RunRow(run.key, run.label, run.varying, run.parameters)
                 rows[run.key].run_id = job.run_id
                 registry.add_sweep_run(sweep_id, run.key, job.run_id)

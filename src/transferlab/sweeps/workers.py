@@ -153,6 +153,7 @@ def _on_terminate(signum: int, frame: object) -> None:
     global _stopping
     _stopping = True
     if not _busy:
+        kill_children()  # a warm kernel waiting for the next run (transferlab.warm_kernels)
         os._exit(0)
     try:
         kill_children()

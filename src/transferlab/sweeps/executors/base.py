@@ -59,6 +59,9 @@ class RunJob:
     # The template's parameters, inspected once by the sweep: a worker process uses these
     # instead of inspecting the notebook again (transferlab.sweeps.workers.adopt_signature).
     signature: TemplateSignature | None = None
+    # Start a warm kernel for a following run while this one executes (transferlab.
+    # warm_kernels): the sweep says so when more jobs follow for this job's worker.
+    warm_next_kernel: bool = False
 
 
 @dataclass
@@ -148,6 +151,7 @@ def execute_run(job: RunJob) -> RunResult:
             sweep_id=job.sweep_id,
             progress_bar=False,
             paths_from=job.paths_from,
+            warm_next=job.warm_next_kernel and not worker_setup.stopping(),
         )
         if outcome.status == "failed" and worker_setup.stopping():
             # Stopped inside a registry call, DuckDB reports "Query interrupted": the run was

@@ -1,0 +1,328 @@
+"""Warm kernels: the next run's notebook kernel, started and its imports done during a run.
+
+A small run spends most of its fixed cost before its first line of work: kernel start (~1.5 s)
+and imports (~8 s for the finetune template: pandas, plotly and transferlab in its first cell,
+then torch, transformers, peft, datasets and accelerate, which transferlab imports lazily).
+A process that runs several templates in a row (a sweep worker, any executor's long-lived
+worker) keeps one *spare*: while a run executes, a background thread starts the next kernel
+and imports those modules in it, so the next run begins with them loaded.
+
+Each kernel still serves exactly one run: the spare is handed to one run and shut down after
+it. The warm-up leaves nothing a run could see but the imported modules: it runs silently,
+without history or an execution count, inside a function it deletes afterwards. The spare is
+only handed to a run whose template, kernel name, working folder and environment (thread
+settings included) are those it was started with, so its kernel sees what a cold one would;
+otherwise, and when the spare died or its warm-up failed, the run starts a cold kernel as
+before. Known difference: what the imports print (warnings) is not in the run's notebook.
+
+The spare is shut down when it does not fit, when the process stops (`close`, also run at
+exit; a sweep worker's SIGTERM kills its children) and, as a last resort, by ipykernel itself,
+which exits when its parent process is gone (JPY_PARENT_PID).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import atexit
+import contextlib
+import logging
+import multiprocessing.util
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from transferlab.kernels import LocalKernelManager
+
+log = logging.getLogger(__name__)
+
+# Imported lazily by transferlab's code (inside functions) during a run: warmed for templates
+# that import transferlab. `transformers` alone is a lazy module; its trainer is the cost.
+LAZY_LIBRARIES = ("torch", "transformers", "transformers.trainer", "peft", "datasets", "accelerate")
+STARTUP_TIMEOUT_S = 60.0  # as papermill's start_timeout
+WARM_UP_TIMEOUT_S = 300.0  # a run waits at most this long for a spare still warming
+SHUTDOWN_TIMEOUT_S = 10.0
+# What nbclient passes to an IPython kernel it starts (NotebookClient.ipython_hist_file).
+_HISTORY_ARGUMENT = "--HistoryManager.hist_file=:memory:"
+# Runs in the spare: imports each module (one that fails is left for the run to meet), binds
+# no name in the run's namespace.
+_WARM_UP_CODE = """\
+def __transferlab_warm_up(names):
+    import importlib
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+__transferlab_warm_up({names!r})
+del __transferlab_warm_up
+"""
+
+
+@dataclass(frozen=True)
+class KernelKey:
+    """What makes a kernel fit a run: the template (its imports were warmed), the kernel,
+    where it runs and the environment it inherited (thread settings, paths)."""
+
+    template: str
+    kernel_name: str
+    cwd: str
+    environment: tuple[tuple[str, str], ...]
+
+
+def kernel_key(template: Path, cwd: Path) -> KernelKey:
+    nb = nbformat.read(template, as_version=4)
+    name = nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    return KernelKey(
+        str(template.resolve()), name, str(cwd.resolve()), tuple(sorted(os.environ.items()))
+    )
+
+
+def warm_modules(template: Path) -> list[str]:
+    """The modules the template's code cells import at top level, in order, then (for a
+    template that imports transferlab) the libraries transferlab imports lazily."""
+    names: list[str] = []
+    for cell in nbformat.read(template, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics, a broken cell: the run will say
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    if any(name.split(".")[0] == "transferlab" for name in names):
+        names += LAZY_LIBRARIES
+    return list(dict.fromkeys(names))
+
+
+class SpareKernelManager(LocalKernelManager):
+    """A kernel manager that remembers the clients made for it: nbclient stops the channels
+    (a heartbeat thread, a ZMQ context) only of kernels it started itself, so `release` stops
+    those of a handed kernel; otherwise a long-lived worker gains threads with every run."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.clients: list = []
+
+    def client(self, **kwargs: object):
+        made = super().client(**kwargs)
+        self.clients.append(made)
+        return made
+
+    def stop_clients(self) -> None:
+        for made in self.clients:
+            with contextlib.suppress(Exception):
+                made.stop_channels()
+        self.clients.clear()
+
+
+@dataclass
+class _Spare:
+    key: KernelKey
+    ready: Future  # the started, warmed kernel manager, or the exception that stopped it
+
+
+class _KernelThread:
+    """One daemon thread with an event loop, on which spares start, warm up and shut down
+    (jupyter_client's managers are asyncio objects; the run's own thread is busy in
+    papermill)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="warm-kernels", daemon=True).start()
+
+    def submit(self, coroutine) -> Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+
+_lock = threading.Lock()
+_thread: _KernelThread | None = None
+_spare: _Spare | None = None
+_closed = False  # the process is stopping: no further spare
+
+
+def prepare(template: Path, cwd: Path) -> None:
+    """Start a spare kernel for a following run of `template` in `cwd` (in the background;
+    any spare already there is shut down first)."""
+    global _thread, _spare
+    key = kernel_key(template, cwd)
+    modules = warm_modules(template)
+    with _lock:
+        if _closed:
+            return
+        old, _spare = _spare, None
+        if _thread is None:
+            _thread = _KernelThread()
+            _register_exit()
+        _spare = _Spare(key, _thread.submit(_start_and_warm(key, modules)))
+    if old is not None:
+        _shut_down_spare(old)
+
+
+def take(template: Path, cwd: Path) -> SpareKernelManager | None:
+    """The spare's kernel for a run of `template` in `cwd`, if there is one that fits, is
+    alive and warmed (waiting for a warm-up still going on); None: start a cold kernel.
+    The caller owns the kernel and gives it back to `release` after the run."""
+    global _spare
+    with _lock:
+        spare, _spare = _spare, None
+    if spare is None:
+        return None
+    if spare.key != kernel_key(template, cwd):
+        _shut_down_spare(spare)
+        return None
+    try:
+        manager = spare.ready.result(timeout=WARM_UP_TIMEOUT_S)
+    except Exception as exc:  # its start or warm-up failed, or is stuck
+        log.warning("warm kernel not used (%s: %s); starting a cold one", type(exc).__name__, exc)
+        _shut_down_spare(spare)
+        return None
+    except BaseException:  # interrupted while waiting: the spare goes too
+        _shut_down_spare(spare)
+        raise
+    if not _alive(manager):
+        log.warning("warm kernel died before its run; starting a cold one")
+        manager.kill_now()
+        return None
+    return manager
+
+
+def release(manager: SpareKernelManager, *, kill: bool = False) -> None:
+    """Shut down a kernel that served its run (kill it at once with `kill`), and the clients
+    that talked to it."""
+    manager.stop_clients()
+    if not kill and _thread is not None:
+        try:
+            _thread.submit(_shut_down(manager)).result(timeout=SHUTDOWN_TIMEOUT_S)
+            return
+        except BaseException:  # stuck, or interrupted: kill it below
+            pass
+    manager.kill_now()
+
+
+def discard() -> None:
+    """Kill the spare now (a following run starts a cold kernel)."""
+    global _spare
+    with _lock:
+        spare, _spare = _spare, None
+    if spare is not None:
+        _shut_down_spare(spare)
+
+
+def close() -> None:
+    """Kill the spare and start no further one: the process is stopping."""
+    global _closed
+    _closed = True
+    discard()
+
+
+def spare_ready(timeout: float) -> bool:
+    """Whether a spare is there and warmed within `timeout` seconds (for tests, benchmarks)."""
+    spare = _spare
+    if spare is None:
+        return False
+    try:
+        spare.ready.result(timeout=timeout)
+    except Exception:
+        return False
+    return True
+
+
+async def _start_and_warm(key: KernelKey, modules: list[str]) -> SpareKernelManager:
+    started = time.monotonic()
+    manager = SpareKernelManager(kernel_name=key.kernel_name)
+    try:
+        arguments = [_HISTORY_ARGUMENT] if manager.ipykernel else []
+        await manager.start_kernel(
+            extra_arguments=arguments, cwd=key.cwd, env=dict(key.environment)
+        )
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=STARTUP_TIMEOUT_S)
+            request = client.execute(
+                _WARM_UP_CODE.format(names=modules), silent=True, store_history=False
+            )
+            reply = await _reply(manager, client, request)
+        finally:
+            manager.stop_clients()
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"warm-up failed: {reply['content'].get('evalue')}")
+        if _closed:
+            raise RuntimeError("the process is stopping")
+    except BaseException:
+        manager.kill_now()
+        raise
+    log.info("warm kernel ready in %.1f s (%d modules)", time.monotonic() - started, len(modules))
+    return manager
+
+
+async def _reply(manager: LocalKernelManager, client, request: str) -> dict:
+    """The kernel's reply to `request`; fails at once if the kernel dies (killed, out of
+    memory) rather than at the timeout."""
+    deadline = time.monotonic() + WARM_UP_TIMEOUT_S
+    while True:
+        try:
+            reply = await client.get_shell_msg(timeout=1.0)
+        except queue.Empty:
+            if not _alive(manager):
+                raise RuntimeError("the kernel died during its warm-up") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"warm-up took over {WARM_UP_TIMEOUT_S:.0f} s") from None
+            continue
+        if reply["parent_header"].get("msg_id") == request:
+            return reply
+
+
+def _alive(manager: LocalKernelManager) -> bool:
+    process = getattr(manager.provisioner, "process", None)
+    return process is not None and process.poll() is None
+
+
+async def _shut_down(manager: LocalKernelManager) -> None:
+    if manager.has_kernel:
+        await manager.shutdown_kernel()
+
+
+def _shut_down_spare(spare: _Spare) -> None:
+    """Kill a spare that will not be used, whether it is ready, failed or still starting
+    (then when its start ends)."""
+
+    def kill(ready: Future) -> None:
+        with contextlib.suppress(BaseException):
+            ready.result(timeout=0).kill_now()
+
+    if spare.ready.done():
+        kill(spare.ready)
+    else:
+        spare.ready.add_done_callback(kill)
+
+
+_exit_registered = False
+
+
+def _register_exit() -> None:
+    """Kill the spare when this process ends normally: atexit, and multiprocessing's own exit
+    hook, since a pool's worker process leaves through os._exit without atexit handlers."""
+    global _exit_registered
+    if _exit_registered:
+        return
+    _exit_registered = True
+    atexit.register(_kill_spare_at_exit)
+    multiprocessing.util.Finalize(None, _kill_spare_at_exit, exitpriority=100)
+
+
+def _kill_spare_at_exit() -> None:
+    """A spare still starting is left to ipykernel, which exits with its parent."""
+    with contextlib.suppress(BaseException):
+        close()

@@ -1,0 +1,219 @@
+"""Warm kernels (transferlab.warm_kernels): a sweep worker starts the next run's kernel during a
+run; each kernel serves one run, nothing of one run reaches the next, a stopped or killed sweep
+leaves no kernel behind, and a spare that died or no longer fits gives way to a cold kernel.
+
+A light template (no torch) records what its kernel sees, then leaves a variable and a module
+attribute behind for the next run to find, if it could."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from tests.conftest import transferlab_executable, write_template
+from transferlab import Registry, warm_kernels
+from transferlab.runner import run_template
+from transferlab.sweeps import parse_sweep, run_sweep
+
+pytestmark = pytest.mark.training
+
+RECORD = """\
+import json, os, sys, time
+import psutil
+
+record = {
+    "leak": "leak" in globals(),
+    "module_leak": hasattr(sys.modules["json"], "transferlab_leak"),
+    "pid": os.getpid(),
+    "kernel_started": psutil.Process().create_time(),
+    "cwd": os.getcwd(),
+    "threads": os.environ.get("OMP_NUM_THREADS"),
+}
+leak = 1
+sys.modules["json"].transferlab_leak = 1
+with open(record_file, "w") as f:
+    json.dump(record, f)
+while gate and not os.path.exists(gate):
+    time.sleep(0.1)
+"""
+
+
+def _template(folder: Path) -> Path:
+    return write_template(folder / "light.ipynb", "record_file = 'x.json'\ngate = ''\n", RECORD)
+
+
+def _records(folder: Path, count: int) -> list[dict]:
+    return [json.loads((folder / f"r{i}.json").read_text()) for i in range(count)]
+
+
+def _in_order(runs: list[dict]) -> list[dict]:
+    return sorted(runs, key=lambda run: run["requested"]["record_file"])
+
+
+def _epoch(naive_utc) -> float:
+    return naive_utc.replace(tzinfo=UTC).timestamp()
+
+
+def _kernels_of(pid: int) -> list[psutil.Process]:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if "ipykernel_launcher" in " ".join(_cmdline(c))]
+
+
+def _two(kernels: list[psutil.Process]) -> list[psutil.Process] | None:
+    return kernels if len(kernels) == 2 else None
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_sweep_hands_each_run_a_kernel_warmed_during_the_previous_one(tmp_path):
+    spec = parse_sweep(
+        {
+            "name": "warm",
+            "template": str(_template(tmp_path)),
+            "grid": {"record_file": [str(tmp_path / f"r{i}.json") for i in range(3)]},
+        }
+    )
+    registry = Registry(tmp_path / "registry.duckdb")
+    result = run_sweep(spec, registry, workers=1, output_dir=tmp_path / "nb", progress=False)
+    assert [row.status for row in result.rows] == ["succeeded"] * 3, result.rows
+
+    records = _records(tmp_path, 3)
+    runs = _in_order(registry.sweep_runs("warm"))
+    # Nothing a run left behind reaches the next: not a variable, not a module's attribute.
+    assert [(r["leak"], r["module_leak"]) for r in records] == [(False, False)] * 3
+    assert len({r["pid"] for r in records}) == 3  # one kernel per run
+    # The first run started its kernel; the others got one started before they began.
+    started = [_epoch(run["started_at"]) for run in runs]
+    assert records[0]["kernel_started"] >= started[0] - 0.05
+    assert records[1]["kernel_started"] < started[1] - 0.1
+    assert records[2]["kernel_started"] < started[2] - 0.1
+    # ... which sees what a cold one would: the output folder, the worker's thread settings.
+    assert {r["cwd"] for r in records} == {str((tmp_path / "nb").resolve())}
+    assert {r["threads"] for r in records} == {str(result.threads_per_worker)}
+    # The warm-up is invisible in the notebook: the first cell is execution 1.
+    notebook = nbformat.read(runs[1]["output_notebook"], as_version=4)
+    assert [c.execution_count for c in notebook.cells if c.cell_type == "code"] == [1, 2, 3]
+    # No kernel outlives the sweep (the last run warms none: no more runs follow).
+    assert not any(psutil.pid_exists(r["pid"]) for r in records)
+
+
+def test_cold_kernels_start_with_their_runs(tmp_path, run_cli):
+    template = _template(tmp_path)
+    sweep = tmp_path / "cold.yaml"
+    files = ", ".join(str(tmp_path / f"r{i}.json") for i in range(2))
+    sweep.write_text(f"template: {template}\ngrid: {{record_file: [{files}]}}\n")
+    registry = tmp_path / "registry.duckdb"
+    code, out, err = run_cli(
+        "sweep", sweep, "--registry", registry, "--output-dir", tmp_path / "nb",
+        "--workers", "1", "--cold-kernels", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    runs = _in_order(Registry(registry).sweep_runs("cold"))
+    for record, run in zip(_records(tmp_path, 2), runs, strict=True):
+        assert record["kernel_started"] >= _epoch(run["started_at"]) - 0.05
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_or_killed_sweep_leaves_no_kernel_behind(tmp_path, stop):
+    template = _template(tmp_path)
+    gate = tmp_path / "never"
+    sweep = tmp_path / "stopped.yaml"
+    files = ", ".join(str(tmp_path / f"r{i}.json") for i in range(3))
+    sweep.write_text(f"template: {template}\nfixed: {{gate: {gate}}}\n")
+    sweep.write_text(sweep.read_text() + f"grid: {{record_file: [{files}]}}\n")
+    process = subprocess.Popen(
+        [
+            transferlab_executable(), "sweep", str(sweep), "--registry",
+            str(tmp_path / "registry.duckdb"), "--output-dir", str(tmp_path / "nb"),
+            "--workers", "1", "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        # The first run waits at its gate while the spare for the second is up.
+        _wait_for(lambda: (tmp_path / "r0.json").exists(), 120, "the first run")
+        kernels = _wait_for(lambda: _two(_kernels_of(process.pid)), 60, "the spare kernel")
+        workers = psutil.Process(process.pid).children()
+        process.send_signal(stop)
+        process.communicate(timeout=120)
+        everything = [*kernels, *workers]
+        _, alive = psutil.wait_procs(everything, timeout=30)
+        assert alive == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        for leftover in _kernels_of(process.pid):
+            leftover.kill()
+
+
+def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, monkeypatch):
+    template = _template(tmp_path)
+    registry = Registry(tmp_path / "registry.duckdb")
+
+    def run(index: int, warm_next: bool):
+        outcome = run_template(
+            str(template),
+            {"record_file": str(tmp_path / f"r{index}.json")},
+            registry=registry,
+            output_dir=tmp_path / "nb",
+            progress_bar=False,
+            warm_next=warm_next,
+        )
+        assert outcome.succeeded, outcome.error
+        started = _epoch(registry.get_run(outcome.run_id)["started_at"])
+        record = json.loads((tmp_path / f"r{index}.json").read_text())
+        return record, record["kernel_started"] < started - 0.1  # warm?
+
+    try:
+        assert not run(0, warm_next=True)[1]
+        assert run(1, warm_next=True)[1]
+        threads = threading.active_count()
+        assert run(2, warm_next=True)[1]
+        # A handed kernel's clients are stopped with it: a long-lived worker gains no threads.
+        assert threading.active_count() == threads
+
+        assert warm_kernels.spare_ready(timeout=60)
+        (spare,) = _kernels_of(os.getpid())
+        spare.kill()  # killed (out of memory, say) while waiting for its run
+        spare.wait(10)
+        record, warm = run(3, warm_next=True)
+        assert not warm and record["pid"] != spare.pid
+
+        assert warm_kernels.spare_ready(timeout=60)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the spare started with other settings
+        record, warm = run(4, warm_next=False)
+        assert not warm and record["threads"] == "3"
+        assert _kernels_of(os.getpid()) == []  # the misfit spare was shut down
+    finally:
+        warm_kernels.discard()
