@@ -2,7 +2,7 @@
 `transferlab.finetune` (no papermill) and through `transferlab.sweeps.run_sweep` on the process
 executor, with 1 and 2 worker processes, each with cold and with warm kernels.
 
-    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm]
+    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm] [--ray 2]
         [--max-steps 15] [--out benchmarks/results/sweep_scaling.json]
     .venv/bin/python benchmarks/sweep_scaling.py --quick     # 4 runs, 5 steps: a smoke run
 
@@ -17,6 +17,9 @@ copy of one initialized registry (catalog + installed MiniLM), so every way trai
                      a papermill run per run, its kernel started (and its imports done) by it.
     process-N-warm   the same with warm kernels (the default; transferlab.warm_kernels): each
                      worker starts the next run's kernel and its imports during a run.
+    ray-N-warm       run_sweep on the Ray executor, a real local cluster (tests/ray_cluster.py):
+                     a head running no task and N worker nodes of 1 CPU each (N runs at once,
+                     one thread each); the cluster's start is not timed. `--ray` (none: skip).
 
 A way is an entry of the list `ways()` builds (name, workers, a function of the
 registry, the runs and a folder): a Ray way is one more entry. Columns: wall seconds, seconds a
@@ -29,11 +32,13 @@ machine may be shared: the JSON keeps the CPU time other processes took during e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -116,6 +121,7 @@ def sweep_way(
     workers: int,
     warm: bool,
     executor: str = "process",
+    executor_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from transferlab.sweeps import parse_sweep, run_sweep
 
@@ -128,6 +134,7 @@ def sweep_way(
         progress=False,
         cold_kernels=not warm,
         executor=executor,
+        executor_options=executor_options,
     )
     finished = [r["finished_at"] for r in registry.sweep_runs(result.sweep_id) if r["finished_at"]]
     return {
@@ -147,12 +154,29 @@ class Way:
     name: str
     workers: int | None  # None: the loop
     run: Callable[..., dict[str, Any]]
+    # Entered before the way's clock starts, left after it stops; what it yields are more
+    # keyword arguments of `run` (the Ray way's cluster address).
+    around: Callable[[], AbstractContextManager[dict[str, Any]]] = contextlib.nullcontext
 
 
-def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
-    """The ways to compare, in order. Another executor is one more entry, e.g.
-    `Way("ray-3", 3, partial(sweep_way, workers=3, warm=True, executor="ray"))` with its
-    cluster started around it."""
+@contextlib.contextmanager
+def local_ray_cluster(workers: int) -> Iterator[dict[str, Any]]:
+    """A real local Ray cluster (tests/ray_cluster.py): a head that runs no task and `workers`
+    worker nodes of one CPU each, so `workers` runs at once with one torch thread each, as
+    process-N; its start (tens of seconds) is outside the way's time."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.ray_cluster import RayCluster
+
+    cluster = RayCluster(workers=workers, cpus=1, head_cpus=0).start()
+    try:
+        yield {"executor_options": {"address": cluster.address}}
+    finally:
+        cluster.stop()
+
+
+def ways(workers: list[int], kernels: list[str], loop: bool, ray: list[int]) -> list[Way]:
+    """The ways to compare, in order: the loop, the process executor per worker count and
+    kernel kind, then the Ray executor on a local cluster of N worker nodes (warm kernels)."""
     table = [Way("loop", None, loop_way)] if loop else []
     for kind in kernels:
         for count in workers:
@@ -163,6 +187,15 @@ def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
                     partial(sweep_way, workers=count, warm=kind == "warm"),
                 )
             )
+    for count in ray:
+        table.append(
+            Way(
+                f"ray-{count}-warm",
+                count,
+                partial(sweep_way, workers=count, warm=True, executor="ray"),
+                partial(local_ray_cluster, count),
+            )
+        )
     return table
 
 
@@ -170,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--kernels", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
+    parser.add_argument(
+        "--ray", type=int, nargs="*", default=[2], help="worker nodes of each Ray way (none: skip)"
+    )
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--no-loop", action="store_true", help="skip the plain-loop way")
     parser.add_argument("--quick", action="store_true", help="4 runs, 5 steps: a smoke run")
@@ -191,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
         folder = Path(tmp)
         template = initialized_registry(folder)
-        for way in ways(args.workers, args.kernels, not args.no_loop):
+        for way in ways(args.workers, args.kernels, not args.no_loop, args.ray):
             registry = fresh_registry(template, folder, way.name)
             print(f"-- {way.name}", flush=True)
-            started = utc_now()
-            with bc.cpu_share() as share:
-                outcome = way.run(registry, parameters, folder / way.name)
+            with way.around() as extra:
+                started = utc_now()
+                with bc.cpu_share() as share:
+                    outcome = way.run(registry, parameters, folder / way.name, **(extra or {}))
             first = outcome.pop("first")
             outcome["first_result_s"] = (first - started).total_seconds() if first else None
             results.append(

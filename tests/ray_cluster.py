@@ -50,11 +50,18 @@ def _free(port: int) -> bool:
 
 
 class RayCluster:
-    """`workers` worker nodes plus the head, `cpus` CPUs each; `env` is added to every node's
-    environment (its Ray workers inherit it)."""
+    """`workers` worker nodes plus the head, `cpus` CPUs each (the head `head_cpus`, default
+    the same); `env` is added to every node's environment (its Ray workers inherit it)."""
 
-    def __init__(self, workers: int = 2, cpus: int = 1, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workers: int = 2,
+        cpus: int = 1,
+        env: dict[str, str] | None = None,
+        head_cpus: int | None = None,
+    ):
         self.workers, self.cpus = workers, cpus
+        self.head_cpus = cpus if head_cpus is None else head_cpus  # 0: the head runs no task
         self.temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         nodes = workers + 1
         self._base = _free_base(nodes * (_PORTS_PER_NODE + _WORKER_PORTS_PER_NODE))
@@ -77,7 +84,7 @@ class RayCluster:
             "start",
             "--block",
             "--node-ip-address=127.0.0.1",
-            f"--num-cpus={self.cpus}",
+            f"--num-cpus={self.head_cpus if index == 0 else self.cpus}",
             "--num-gpus=0",
             "--disable-usage-stats",
             f"--temp-dir={self.temp_dir}",
