@@ -9,8 +9,9 @@ Local defaults sit beside the run's output notebook (`outputs/runs/` unless the 
 given another folder): TensorBoard events in `<run id>-tensorboard/`, W&B run folders in
 `wandb/`, and MLflow runs in the file store `mlruns/` unless MLFLOW_TRACKING_URI (or
 mlflow.set_tracking_uri) names another store. mlflow 3.17 refuses a file store unless
-MLFLOW_ALLOW_FILE_STORE=true, and mlflow-skinny (the `transferlab[mlflow]` extra) has no
-SQL store for a sqlite default: transferlab allows the file store for its own default only.
+MLFLOW_ALLOW_FILE_STORE=true, and mlflow-skinny (the `transferlab[mlflow]` extra) opens a
+SQL store only where SQLAlchemy is installed: transferlab allows the file store for its own
+default only.
 """
 
 from __future__ import annotations
