@@ -225,7 +225,9 @@ def test_a_tracking_store_mlflow_refuses_fails_before_training(
     config = FinetuneConfig(
         base=str(tiny_bert_dir), train=sample_data_path("train"), report_to="mlflow"
     )
-    with pytest.raises(TransferlabError, match="Cannot start an MLflow run in unknownscheme") as caught:
+    with pytest.raises(
+        TransferlabError, match="Cannot start an MLflow run in unknownscheme"
+    ) as caught:
         finetune(config, registry, progress=False)
     assert "MLFLOW_TRACKING_URI" in caught.value.fix
     (run,) = registry.runs()
