@@ -1,8 +1,8 @@
 """Sweep scaling: the same 16 small MiniLM LoRA runs as one plain Python loop calling
 `transferlab.finetune` (no papermill) and through `transferlab.sweeps.run_sweep` on the process
-executor, with 1 and 2 worker processes, each with cold and with warm kernels.
+executor, with 1 and 2 worker processes, each with cold and with forked (or warm) kernels.
 
-    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm]
+    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm forked]
         [--max-steps 15] [--out benchmarks/results/sweep_scaling.json]
     .venv/bin/python benchmarks/sweep_scaling.py --quick     # 4 runs, 5 steps: a smoke run
 
@@ -15,8 +15,10 @@ copy of one initialized registry (catalog + installed MiniLM), so every way trai
                      run: what the runs cost without notebooks or worker processes.
     process-N-cold   run_sweep with N workers (torch threads = cores // N each), `--cold-kernels`:
                      a papermill run per run, its kernel started (and its imports done) by it.
-    process-N-warm   the same with warm kernels (the default; transferlab.warm_kernels): each
+    process-N-warm   the same with warm kernels, zygotes off (TRANSFERLAB_KERNEL_ZYGOTE=0): each
                      worker starts the next run's kernel and its imports during a run.
+    process-N-forked the default (transferlab.forked_kernels): each worker's next kernel is
+                     forked during a run from a zygote that did the imports once.
 
 A way is an entry of the list `ways()` builds (name, workers, a function of the
 registry, the runs and a folder): a Ray way is one more entry. Columns: wall seconds, seconds a
@@ -114,21 +116,33 @@ def sweep_way(
     folder: Path,
     *,
     workers: int,
-    warm: bool,
+    kernels: str,
     executor: str = "process",
 ) -> dict[str, Any]:
+    """`kernels`: cold (each run starts its kernel), warm (a spare started and warmed during
+    the previous run) or forked (the spare forked from a zygote: transferlab.forked_kernels)."""
+    import os
+
     from transferlab.sweeps import parse_sweep, run_sweep
 
     spec = parse_sweep({"name": folder.name, "runs": parameters})
-    result = run_sweep(
-        spec,
-        registry,
-        workers=workers,
-        output_dir=folder / "notebooks",
-        progress=False,
-        cold_kernels=not warm,
-        executor=executor,
-    )
+    zygotes = os.environ.get("TRANSFERLAB_KERNEL_ZYGOTE")
+    os.environ["TRANSFERLAB_KERNEL_ZYGOTE"] = "1" if kernels == "forked" else "0"
+    try:
+        result = run_sweep(
+            spec,
+            registry,
+            workers=workers,
+            output_dir=folder / "notebooks",
+            progress=False,
+            cold_kernels=kernels == "cold",
+            executor=executor,
+        )
+    finally:
+        if zygotes is None:
+            os.environ.pop("TRANSFERLAB_KERNEL_ZYGOTE")
+        else:
+            os.environ["TRANSFERLAB_KERNEL_ZYGOTE"] = zygotes
     finished = [r["finished_at"] for r in registry.sweep_runs(result.sweep_id) if r["finished_at"]]
     return {
         "runs": len(result.rows),
@@ -151,7 +165,7 @@ class Way:
 
 def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
     """The ways to compare, in order. Another executor is one more entry, e.g.
-    `Way("ray-3", 3, partial(sweep_way, workers=3, warm=True, executor="ray"))` with its
+    `Way("ray-3", 3, partial(sweep_way, workers=3, kernels="forked", executor="ray"))` with its
     cluster started around it."""
     table = [Way("loop", None, loop_way)] if loop else []
     for kind in kernels:
@@ -160,7 +174,7 @@ def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
                 Way(
                     f"process-{count}-{kind}",
                     count,
-                    partial(sweep_way, workers=count, warm=kind == "warm"),
+                    partial(sweep_way, workers=count, kernels=kind),
                 )
             )
     return table
@@ -169,7 +183,9 @@ def ways(workers: list[int], kernels: list[str], loop: bool) -> list[Way]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--kernels", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
+    parser.add_argument(
+        "--kernels", nargs="+", choices=["cold", "warm", "forked"], default=["cold", "forked"]
+    )
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--no-loop", action="store_true", help="skip the plain-loop way")
     parser.add_argument("--quick", action="store_true", help="4 runs, 5 steps: a smoke run")
