@@ -135,6 +135,15 @@ class Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def has_kernels(self) -> bool:
+        try:
+            return any(
+                child.status() != psutil.STATUS_ZOMBIE
+                for child in psutil.Process(self.process.pid).children()
+            )
+        except psutil.Error:
+            return False
+
     def close(self) -> None:
         """Stop the zygote (the kernels it forked die with it)."""
         with contextlib.suppress(OSError):
@@ -207,6 +216,7 @@ class ForkProvisioner(LocalProvisioner):
 
 _lock = threading.Lock()
 _zygote: Zygote | None = None
+_retired: list[Zygote] = []  # replaced zygotes whose kernels may still serve runs
 _refused: set[tuple] = set()  # (modules, cwd, env) whose zygote could not fork safely
 
 
@@ -220,12 +230,14 @@ async def zygote_for(modules: list[str], cwd: str, env: dict[str, str]) -> Zygot
     with _lock:
         if identity in _refused:
             return None
+        _close_idle_retired()
         current = _zygote
         if current is not None and (
             (current.modules, current.cwd, current.env) != (modules, cwd, env)
             or not current.alive()
         ):
-            current.close()
+            _retired.append(current)  # its kernels die with it: closed once they are gone
+            _close_idle_retired()
             current = _zygote = None
         if current is None:
             current = _zygote = Zygote(modules, cwd, env)
@@ -246,9 +258,18 @@ async def zygote_for(modules: list[str], cwd: str, env: dict[str, str]) -> Zygot
 
 
 def close() -> None:
-    """Stop this process's zygote."""
+    """Stop this process's zygotes."""
     global _zygote
     with _lock:
-        current, _zygote = _zygote, None
-    if current is not None:
-        current.close()
+        stopping = [z for z in [_zygote, *_retired] if z is not None]
+        _zygote = None
+        _retired.clear()
+    for zygote in stopping:
+        zygote.close()
+
+
+def _close_idle_retired() -> None:
+    for zygote in list(_retired):
+        if not zygote.has_kernels():
+            zygote.close()
+            _retired.remove(zygote)
