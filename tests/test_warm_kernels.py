@@ -241,8 +241,9 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
         assert run(1, warm_next=True)[1]
         threads = threading.active_count()
         assert run(2, warm_next=True)[1]
-        # A handed kernel's clients are stopped with it: a long-lived worker gains no threads.
-        assert threading.active_count() == threads
+        # A handed kernel's clients are stopped with it: a long-lived worker gains no threads
+        # (fewer is fine: a thread of the first runs may still be ending when counted).
+        assert threading.active_count() <= threads
 
         assert warm_kernels.spare_ready(timeout=60)
         (spare,) = _kernels_of(os.getpid())
