@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from tests.conftest import transferlab_executable, write_template
-from transferlab import Registry, warm_kernels
+from transferlab import Registry, forked_kernels, warm_kernels
 from transferlab.runner import run_template
 from transferlab.sweeps import parse_sweep, run_sweep
 
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.training
 
 RECORD = """\
 import json, os, sys, time
+preloaded = "psutil" in sys.modules  # imported before this cell ran
 import psutil
 
 record = {
@@ -43,7 +44,7 @@ record = {
     "threads": os.environ.get("OMP_NUM_THREADS"),
     "parent": psutil.Process().ppid(),
     "parent_command": " ".join(psutil.Process().parent().cmdline()),
-    "light_modules_loaded": "psutil" in sys.modules,
+    "preloaded": preloaded,
 }
 leak = 1
 sys.modules["json"].transferlab_leak = 1
@@ -142,7 +143,7 @@ def test_a_sweep_hands_each_run_a_kernel_warmed_during_the_previous_one(tmp_path
     assert "kernel_zygote" not in records[0]["parent_command"]
     assert all("kernel_zygote" in r["parent_command"] for r in records[1:])
     assert records[1]["parent"] == records[2]["parent"]
-    assert records[1]["light_modules_loaded"]
+    assert records[1]["preloaded"] and records[2]["preloaded"]
     # ... which sees what a cold one would: the output folder, the worker's thread settings.
     assert {r["cwd"] for r in records} == {str((tmp_path / "nb").resolve())}
     assert {r["threads"] for r in records} == {str(result.threads_per_worker)}
@@ -259,6 +260,7 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
         assert _kernels_of(os.getpid()) == []  # the misfit spare was shut down
     finally:
         warm_kernels.discard()
+        forked_kernels.close()
 
 
 THREAD_AT_IMPORT = """\
@@ -296,8 +298,10 @@ def test_without_a_zygote_the_spare_is_a_warmed_kernel(tmp_path, monkeypatch, ca
             assert outcome.succeeded, outcome.error
             records.append(json.loads((tmp_path / f"r{index}.json").read_text()))
             started = _epoch(registry.get_run(outcome.run_id)["started_at"])
+            assert index or warm_kernels.spare_ready(timeout=60)
         assert records[1]["kernel_started"] < started - 0.1  # warm
         assert records[1]["parent"] == os.getpid()  # started by this process, not forked
         assert _zygotes_of(os.getpid()) == []
     finally:
         warm_kernels.discard()
+        forked_kernels.close()

@@ -13,8 +13,8 @@ serve when importing left a Python thread running. Native threads are allowed: t
 this project imports start pools that survive fork by design (numpy's OpenBLAS workers and
 pyarrow's jemalloc background thread register pthread_atfork handlers; torch starts its pools
 on first use, which the zygote never makes). The zygote never runs user code: each kernel
-starts from the same pristine state. Kernels are the zygote's children and auto-reaped
-(SIGCHLD ignored); each runs in a session of its own as jupyter_client's kernels do, and dies
+starts from the same pristine state. Kernels are the zygote's children, reaped by it
+(on SIGCHLD); each runs in a session of its own as jupyter_client's kernels do, and dies
 with the zygote (PR_SET_PDEATHSIG and ipykernel's parent poller), which dies with its worker.
 """
 
@@ -46,6 +46,18 @@ def _import(modules: list[str]) -> None:
     for name in modules:
         with contextlib.suppress(Exception):  # left for the run to meet, as a cold kernel would
             importlib.import_module(name)
+
+
+def _reap(signum: int, frame: object) -> None:
+    """Wait for finished kernels: so they leave no zombie, and their CPU time counts in the
+    zygote's children's times (and so in its worker's), as a started kernel's does."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _reply(fd: int, message: dict) -> None:
@@ -87,7 +99,7 @@ def serve(reply_fd: int) -> None:
         names = ", ".join(thread.name for thread in threading.enumerate())
         _reply(reply_fd, {"ready": False, "why": f"threads running after the imports: {names}"})
         return
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped by the kernel itself
+    signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker stops the zygote, not Ctrl-C
     _reply(reply_fd, {"ready": True})
     for line in sys.stdin:
