@@ -1,8 +1,9 @@
 """Sweep scaling: the same 16 small MiniLM LoRA runs as one plain Python loop calling
 `transferlab.finetune` (no papermill) and through `transferlab.sweeps.run_sweep` on the process
-executor, with 1 and 2 worker processes, each with cold and with warm kernels.
+executor, with 1 and 2 worker processes, each with cold and with forked (or warm) kernels.
 
-    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm] [--ray 2]
+    .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm forked]
+        [--ray 2]
         [--max-steps 15] [--out benchmarks/results/sweep_scaling.json]
     .venv/bin/python benchmarks/sweep_scaling.py --quick     # 4 runs, 5 steps: a smoke run
 
@@ -15,9 +16,11 @@ copy of one initialized registry (catalog + installed MiniLM), so every way trai
                      run: what the runs cost without notebooks or worker processes.
     process-N-cold   run_sweep with N workers (torch threads = cores // N each), `--cold-kernels`:
                      a papermill run per run, its kernel started (and its imports done) by it.
-    process-N-warm   the same with warm kernels (the default; transferlab.warm_kernels): each
+    process-N-warm   the same with warm kernels, zygotes off (TRANSFERLAB_KERNEL_ZYGOTE=0): each
                      worker starts the next run's kernel and its imports during a run.
-    ray-N-warm       run_sweep on the Ray executor, a real local cluster (tests/ray_cluster.py):
+    process-N-forked the default (transferlab.forked_kernels): each worker's next kernel is
+                     forked during a run from a zygote that did the imports once.
+    ray-N-forked     run_sweep on the Ray executor, a real local cluster (tests/ray_cluster.py):
                      a head running no task and N worker nodes of 1 CPU each (N runs at once,
                      one thread each); the cluster's start is not timed. `--ray` (none: skip).
 
@@ -119,23 +122,35 @@ def sweep_way(
     folder: Path,
     *,
     workers: int,
-    warm: bool,
+    kernels: str,
     executor: str = "process",
     executor_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`kernels`: cold (each run starts its kernel), warm (a spare started and warmed during
+    the previous run) or forked (the spare forked from a zygote: transferlab.forked_kernels)."""
+    import os
+
     from transferlab.sweeps import parse_sweep, run_sweep
 
     spec = parse_sweep({"name": folder.name, "runs": parameters})
-    result = run_sweep(
-        spec,
-        registry,
-        workers=workers,
-        output_dir=folder / "notebooks",
-        progress=False,
-        cold_kernels=not warm,
-        executor=executor,
-        executor_options=executor_options,
-    )
+    zygotes = os.environ.get("TRANSFERLAB_KERNEL_ZYGOTE")
+    os.environ["TRANSFERLAB_KERNEL_ZYGOTE"] = "1" if kernels == "forked" else "0"
+    try:
+        result = run_sweep(
+            spec,
+            registry,
+            workers=workers,
+            output_dir=folder / "notebooks",
+            progress=False,
+            cold_kernels=kernels == "cold",
+            executor=executor,
+            executor_options=executor_options,
+        )
+    finally:
+        if zygotes is None:
+            os.environ.pop("TRANSFERLAB_KERNEL_ZYGOTE")
+        else:
+            os.environ["TRANSFERLAB_KERNEL_ZYGOTE"] = zygotes
     finished = [r["finished_at"] for r in registry.sweep_runs(result.sweep_id) if r["finished_at"]]
     return {
         "runs": len(result.rows),
@@ -176,7 +191,7 @@ def local_ray_cluster(workers: int) -> Iterator[dict[str, Any]]:
 
 def ways(workers: list[int], kernels: list[str], loop: bool, ray: list[int]) -> list[Way]:
     """The ways to compare, in order: the loop, the process executor per worker count and
-    kernel kind, then the Ray executor on a local cluster of N worker nodes (warm kernels)."""
+    kernel kind, then the Ray executor on a local cluster of N worker nodes (forked kernels)."""
     table = [Way("loop", None, loop_way)] if loop else []
     for kind in kernels:
         for count in workers:
@@ -184,15 +199,15 @@ def ways(workers: list[int], kernels: list[str], loop: bool, ray: list[int]) -> 
                 Way(
                     f"process-{count}-{kind}",
                     count,
-                    partial(sweep_way, workers=count, warm=kind == "warm"),
+                    partial(sweep_way, workers=count, kernels=kind),
                 )
             )
     for count in ray:
         table.append(
             Way(
-                f"ray-{count}-warm",
+                f"ray-{count}-forked",
                 count,
-                partial(sweep_way, workers=count, warm=True, executor="ray"),
+                partial(sweep_way, workers=count, kernels="forked", executor="ray"),
                 partial(local_ray_cluster, count),
             )
         )
@@ -202,7 +217,9 @@ def ways(workers: list[int], kernels: list[str], loop: bool, ray: list[int]) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--kernels", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
+    parser.add_argument(
+        "--kernels", nargs="+", choices=["cold", "warm", "forked"], default=["cold", "forked"]
+    )
     parser.add_argument(
         "--ray", type=int, nargs="*", default=[2], help="worker nodes of each Ray way (none: skip)"
     )

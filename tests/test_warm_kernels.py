@@ -1,12 +1,15 @@
 """Warm kernels (transferlab.warm_kernels): a sweep worker starts the next run's kernel during a
-run; each kernel serves one run, nothing of one run reaches the next, a stopped or killed sweep
-leaves no kernel behind, and a spare that died or no longer fits gives way to a cold kernel.
+run, forked from a zygote that imported the template's modules once (transferlab.forked_kernels);
+each kernel serves one run, nothing of one run reaches the next, a stopped or killed sweep
+leaves no kernel or zygote behind, a spare that died or no longer fits gives way to a cold
+kernel, and a zygote that cannot fork safely (or zygotes turned off) gives way to a warmed one.
 
 A light template (no torch) records what its kernel sees, then leaves a variable and a module
 attribute behind for the next run to find, if it could."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +24,7 @@ import psutil
 import pytest
 
 from tests.conftest import transferlab_executable, write_template
-from transferlab import Registry, warm_kernels
+from transferlab import Registry, forked_kernels, warm_kernels
 from transferlab.runner import run_template
 from transferlab.sweeps import parse_sweep, run_sweep
 
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.training
 
 RECORD = """\
 import json, os, sys, time
+preloaded = "psutil" in sys.modules  # imported before this cell ran
 import psutil
 
 record = {
@@ -38,6 +42,9 @@ record = {
     "kernel_started": psutil.Process().create_time(),
     "cwd": os.getcwd(),
     "threads": os.environ.get("OMP_NUM_THREADS"),
+    "parent": psutil.Process().ppid(),
+    "parent_command": " ".join(psutil.Process().parent().cmdline()),
+    "preloaded": preloaded,
 }
 leak = 1
 sys.modules["json"].transferlab_leak = 1
@@ -65,11 +72,28 @@ def _epoch(naive_utc) -> float:
 
 
 def _kernels_of(pid: int) -> list[psutil.Process]:
+    """Started kernels, and forked ones (a zygote's children)."""
+    zygotes = _zygotes_of(pid)
+    started, forked = [], []
+    for child in _descendants(pid):
+        if "ipykernel_launcher" in " ".join(_cmdline(child)):
+            started.append(child)
+    for zygote in zygotes:
+        forked += _descendants(zygote.pid)
+    return started + forked
+
+
+def _zygotes_of(pid: int) -> list[psutil.Process]:
+    found = [c for c in _descendants(pid) if "kernel_zygote" in " ".join(_cmdline(c))]
+    # a forked kernel has its zygote's command line: a zygote's parent is not a zygote
+    return [z for z in found if z.ppid() not in {f.pid for f in found}]
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
     try:
-        children = psutil.Process(pid).children(recursive=True)
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if "ipykernel_launcher" in " ".join(_cmdline(c))]
 
 
 def _two(kernels: list[psutil.Process]) -> list[psutil.Process] | None:
@@ -115,14 +139,30 @@ def test_a_sweep_hands_each_run_a_kernel_warmed_during_the_previous_one(tmp_path
     assert records[0]["kernel_started"] >= started[0] - 0.05
     assert records[1]["kernel_started"] < started[1] - 0.1
     assert records[2]["kernel_started"] < started[2] - 0.1
+    # Those were forked from one zygote, which had imported the template's modules.
+    assert "kernel_zygote" not in records[0]["parent_command"]
+    assert all("kernel_zygote" in r["parent_command"] for r in records[1:])
+    assert records[1]["parent"] == records[2]["parent"]
+    assert records[1]["preloaded"] and records[2]["preloaded"]
     # ... which sees what a cold one would: the output folder, the worker's thread settings.
     assert {r["cwd"] for r in records} == {str((tmp_path / "nb").resolve())}
     assert {r["threads"] for r in records} == {str(result.threads_per_worker)}
     # The warm-up is invisible in the notebook: the first cell is execution 1.
     notebook = nbformat.read(runs[1]["output_notebook"], as_version=4)
     assert [c.execution_count for c in notebook.cells if c.cell_type == "code"] == [1, 2, 3]
-    # No kernel outlives the sweep (the last run warms none: no more runs follow).
-    assert not any(psutil.pid_exists(r["pid"]) for r in records)
+    # No kernel or zygote outlives the sweep (the last run warms none: no more runs follow).
+    _, alive = psutil.wait_procs(
+        _processes([r["pid"] for r in records] + [records[1]["parent"]]), 10
+    )
+    assert alive == []
+
+
+def _processes(pids: list[int]) -> list[psutil.Process]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.append(psutil.Process(pid))
+    return found
 
 
 def test_cold_kernels_start_with_their_runs(tmp_path, run_cli):
@@ -163,17 +203,19 @@ def test_a_stopped_or_killed_sweep_leaves_no_kernel_behind(tmp_path, stop):
         # The first run waits at its gate while the spare for the second is up.
         _wait_for(lambda: (tmp_path / "r0.json").exists(), 120, "the first run")
         kernels = _wait_for(lambda: _two(_kernels_of(process.pid)), 60, "the spare kernel")
+        zygotes = _zygotes_of(process.pid)
+        assert len(zygotes) == 1  # the spare was forked
         workers = psutil.Process(process.pid).children()
         process.send_signal(stop)
         process.communicate(timeout=120)
-        everything = [*kernels, *workers]
+        everything = [*kernels, *zygotes, *workers]
         _, alive = psutil.wait_procs(everything, timeout=30)
         assert alive == []
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-        for leftover in _kernels_of(process.pid):
+        for leftover in [*_kernels_of(process.pid), *_zygotes_of(process.pid)]:
             leftover.kill()
 
 
@@ -200,8 +242,9 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
         assert run(1, warm_next=True)[1]
         threads = threading.active_count()
         assert run(2, warm_next=True)[1]
-        # A handed kernel's clients are stopped with it: a long-lived worker gains no threads.
-        assert threading.active_count() == threads
+        # A handed kernel's clients are stopped with it: a long-lived worker gains no threads
+        # (fewer is fine: a thread of the first runs may still be ending when counted).
+        assert threading.active_count() <= threads
 
         assert warm_kernels.spare_ready(timeout=60)
         (spare,) = _kernels_of(os.getpid())
@@ -217,3 +260,48 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
         assert _kernels_of(os.getpid()) == []  # the misfit spare was shut down
     finally:
         warm_kernels.discard()
+        forked_kernels.close()
+
+
+THREAD_AT_IMPORT = """\
+import threading, time
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize("case", ["thread at import", "zygotes off"])
+def test_without_a_zygote_the_spare_is_a_warmed_kernel(tmp_path, monkeypatch, case):
+    if case == "thread at import":  # forking then would be unsafe: the zygote refuses
+        (tmp_path / "lib").mkdir()
+        (tmp_path / "lib" / "starts_a_thread.py").write_text(THREAD_AT_IMPORT)
+        path = os.environ.get("PYTHONPATH", "")
+        monkeypatch.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "lib"), path]))
+        )
+        body = "import starts_a_thread\n" + RECORD
+    else:
+        monkeypatch.setenv("TRANSFERLAB_KERNEL_ZYGOTE", "0")
+        body = RECORD
+    template = write_template(tmp_path / "light.ipynb", "record_file = 'x.json'\ngate = ''\n", body)
+    registry = Registry(tmp_path / "registry.duckdb")
+    try:
+        records = []
+        for index in range(2):
+            outcome = run_template(
+                str(template),
+                {"record_file": str(tmp_path / f"r{index}.json")},
+                registry=registry,
+                output_dir=tmp_path / "nb",
+                progress_bar=False,
+                warm_next=index == 0,
+            )
+            assert outcome.succeeded, outcome.error
+            records.append(json.loads((tmp_path / f"r{index}.json").read_text()))
+            started = _epoch(registry.get_run(outcome.run_id)["started_at"])
+            assert index or warm_kernels.spare_ready(timeout=60)
+        assert records[1]["kernel_started"] < started - 0.1  # warm
+        assert records[1]["parent"] == os.getpid()  # started by this process, not forked
+        assert _zygotes_of(os.getpid()) == []
+    finally:
+        warm_kernels.discard()
+        forked_kernels.close()

@@ -17,7 +17,7 @@ import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
 
-from transferlab import warm_kernels
+from transferlab import sparse_saves, warm_kernels
 from transferlab.errors import TransferlabError
 from transferlab.kernels import LocalKernelManager, interrupts_stop_kernel
 from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_parameters: re-exported)
@@ -131,6 +131,7 @@ def _execute(
     progress_bar: bool,
     log_output: bool,
     warm_next: bool,
+    save_every_cell: bool,
 ) -> None:
     """papermill on a warm kernel when this process has one that fits (it is shut down
     after the run), else on a kernel papermill starts (and shuts down)."""
@@ -141,6 +142,8 @@ def _execute(
         arguments: dict[str, Any] = {"kernel_manager_class": LocalKernelManager}
     else:
         arguments = {"km": kernel}  # nbclient leaves a kernel it did not start running
+    if not save_every_cell:
+        arguments["engine_name"] = sparse_saves.engine_name()
     interrupted = False
     try:
         with interrupts_stop_kernel():
@@ -174,6 +177,7 @@ def run_template(
     raise_on_failure: bool = False,
     paths_from: str | Path | None = None,
     warm_next: bool = False,
+    save_every_cell: bool = True,
 ) -> RunOutcome:
     """Execute a template with papermill and record the run from start to finish.
 
@@ -182,6 +186,8 @@ def run_template(
     folder, not the output folder the kernel runs in); the run records them absolute.
     The run takes this process's warm kernel if one fits (transferlab.warm_kernels), and with
     `warm_next` starts one for a following run of the same template (sweep workers).
+    Without `save_every_cell` the output notebook is saved every few seconds rather than at
+    each cell (transferlab.sparse_saves; sweep runs).
     """
     registry = registry or Registry()
     path = template_path(name)
@@ -201,7 +207,9 @@ def run_template(
     )
     injected = {**parameters, "run_id": run_id, "registry_path": registry.location}
     try:
-        _execute(path, output, injected, folder, progress_bar, log_output, warm_next)
+        _execute(
+            path, output, injected, folder, progress_bar, log_output, warm_next, save_every_cell
+        )
     except PapermillExecutionError as error:
         message = _error_line(error)
         status = failed_status(error_name=error.ename)  # failed, or pruned by its sweep

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import nbformat
 
+from transferlab import forked_kernels
 from transferlab.kernels import LocalKernelManager
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,21 @@ class SpareKernelManager(LocalKernelManager):
             with contextlib.suppress(Exception):
                 made.stop_channels()
         self.clients.clear()
+
+
+class ForkedKernelManager(SpareKernelManager):
+    """A spare forked from a zygote (transferlab.forked_kernels) instead of started."""
+
+    def __init__(self, zygote: forked_kernels.Zygote, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.zygote = zygote
+
+    async def _async_pre_start_kernel(self, **kwargs: object):
+        if self.provisioner is None:
+            self.provisioner = forked_kernels.ForkProvisioner(
+                kernel_id=self.kernel_id or "", kernel_spec=self.kernel_spec, parent=self
+            )
+        return await super()._async_pre_start_kernel(**kwargs)
 
 
 @dataclass
@@ -224,6 +240,7 @@ def close() -> None:
     global _closed
     _closed = True
     discard()
+    forked_kernels.close()
 
 
 def spare_ready(timeout: float) -> bool:
@@ -239,6 +256,11 @@ def spare_ready(timeout: float) -> bool:
 
 
 async def _start_and_warm(key: KernelKey, modules: list[str]) -> SpareKernelManager:
+    """A kernel forked from this process's zygote when one can serve, else a kernel started
+    and warmed up here."""
+    forked = await _fork(key, modules)
+    if forked is not None:
+        return forked
     started = time.monotonic()
     manager = SpareKernelManager(kernel_name=key.kernel_name)
     try:
@@ -264,6 +286,38 @@ async def _start_and_warm(key: KernelKey, modules: list[str]) -> SpareKernelMana
         manager.kill_now()
         raise
     log.info("warm kernel ready in %.1f s (%d modules)", time.monotonic() - started, len(modules))
+    return manager
+
+
+async def _fork(key: KernelKey, modules: list[str]) -> ForkedKernelManager | None:
+    """A kernel forked from the zygote for `key` (its modules imported there once); None
+    where no zygote can serve (off, not an ipykernel of this Python, cannot fork safely)."""
+    probe = SpareKernelManager(kernel_name=key.kernel_name)
+    if not (probe.ipykernel and forked_kernels.forkable_spec(list(probe.kernel_spec.argv))):
+        return None
+    zygote = await forked_kernels.zygote_for(modules, key.cwd, dict(key.environment))
+    if zygote is None or _closed:
+        return None
+    started = time.monotonic()
+    manager = ForkedKernelManager(zygote, kernel_name=key.kernel_name)
+    try:
+        await manager.start_kernel(
+            extra_arguments=[_HISTORY_ARGUMENT], cwd=key.cwd, env=dict(key.environment)
+        )
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=STARTUP_TIMEOUT_S)
+        finally:
+            manager.stop_clients()
+    except Exception as exc:
+        manager.kill_now()
+        log.warning("forked kernel failed (%s: %s); warming one instead", type(exc).__name__, exc)
+        return None
+    except BaseException:
+        manager.kill_now()
+        raise
+    log.info("forked kernel ready in %.2f s", time.monotonic() - started)
     return manager
 
 

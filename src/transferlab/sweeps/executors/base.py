@@ -152,6 +152,7 @@ def execute_run(job: RunJob) -> RunResult:
             progress_bar=False,
             paths_from=job.paths_from,
             warm_next=job.warm_next_kernel and not worker_setup.stopping(),
+            save_every_cell=False,  # saved every few seconds (transferlab.sparse_saves)
         )
         if outcome.status == "failed" and worker_setup.stopping():
             # Stopped inside a registry call, DuckDB reports "Query interrupted": the run was
