@@ -391,6 +391,8 @@ def test_query_still_reads(registry):
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 # Calls that run SQL or hand out a registry connection; only registry/ may make them.
 SQL_CALLS = re.compile(r"\.(query|execute|sql|connect|transaction)\(")
+# Calls that match by name but are no SQL: a Jupyter kernel client's execute (messaging).
+NOT_SQL = {("warm_kernels.py", "request = client.execute(")}
 
 
 def test_no_sql_and_no_registry_connection_outside_the_registry_package():
@@ -400,6 +402,6 @@ def test_no_sql_and_no_registry_connection_outside_the_registry_package():
         if relative.startswith("registry/"):
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if SQL_CALLS.search(line):
+            if SQL_CALLS.search(line) and (relative, line.strip()) not in NOT_SQL:
                 found.append(f"{relative}:{number}: {line.strip()}")
     assert found == [], "\n".join(found)
