@@ -385,7 +385,7 @@ def _execute(
     bar: Any,
 ) -> None:
     executor = executor_class(settings)
-    try:
+    with stopped_on_error(executor, rows):
         for job in jobs:
             rows[job.key].run_id = job.run_id
             registry.add_sweep_run(sweep_id, job.key, job.run_id)
@@ -396,12 +396,20 @@ def _execute(
             failed = sum(r.status == "failed" for r in rows.values())
             if failed:
                 bar.set_postfix(failed=failed)
+    executor.close()
+
+
+@contextmanager
+def stopped_on_error(executor: SweepExecutor, rows: dict[str, RunRow]) -> Iterator[None]:
+    """Anything raised (Ctrl-C, SIGTERM, a broken executor) stops the executor first; the
+    runs it reports finished on the way fill the rows still pending."""
+    try:
+        yield
     except BaseException:
         for result in executor.stop():
             if rows[result.key].status == "pending":
                 _apply(rows[result.key], result)
         raise
-    executor.close()
 
 
 def _apply(row: RunRow, result: RunResult) -> None:

@@ -88,14 +88,14 @@ def run_search(
     """Ask, run and tell until the budget is spent (or the sweep is stopped). `warm`: a run
     starts the next one's kernel (transferlab.warm_kernels) while at least `workers` more
     runs are to come after it."""
-    from transferlab.sweeps.run import RunRow, _apply, _jobs
+    from transferlab.sweeps.run import RunRow, _apply, _jobs, stopped_on_error
 
     if state.budget_left == 0:
         return
     workers = placement.workers
     executor = executor_class(replace(placement, workers=min(workers, state.budget_left)))
     asked: dict[str, tuple[Any, str]] = {}  # key -> (trial, run id) of the runs out
-    try:
+    with stopped_on_error(executor, rows):
         while True:
             while len(asked) < workers and state.budget_left > len(asked):
                 trial, parameters = state.ask()
@@ -116,11 +116,6 @@ def run_search(
                 state.tell(trial, registry, run_id)
                 state.recorded.append({"run_id": run_id})
                 bar.update(1)
-    except BaseException:
-        for result in executor.stop():
-            if rows[result.key].status == "pending":
-                _apply(rows[result.key], result)
-        raise
     executor.close()
 
 
