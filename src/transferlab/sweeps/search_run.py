@@ -112,7 +112,8 @@ def run_search(
                 break
             for result in executor.wait(1.0):
                 _apply(rows[result.key], result)
-                trial, run_id = asked.pop(result.key)
+                trial, asked_id = asked.pop(result.key)
+                run_id = result.run_id or asked_id  # an executor may retry under a new id
                 state.tell(trial, registry, run_id)
                 state.recorded.append({"run_id": run_id})
                 bar.update(1)
