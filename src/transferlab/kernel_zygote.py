@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -99,6 +100,10 @@ def serve(reply_fd: int) -> None:
         names = ", ".join(thread.name for thread in threading.enumerate())
         _reply(reply_fd, {"ready": False, "why": f"threads running after the imports: {names}"})
         return
+    # Move what the imports made out of the collector's reach: a kernel's collections then do
+    # not touch (and so copy) the pages it shares with the zygote.
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker stops the zygote, not Ctrl-C
     _reply(reply_fd, {"ready": True})

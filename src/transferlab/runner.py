@@ -17,7 +17,7 @@ import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
 
-from transferlab import sparse_saves, warm_kernels
+from transferlab import forked_kernels, sparse_saves, warm_kernels
 from transferlab.errors import TransferlabError
 from transferlab.kernels import LocalKernelManager, interrupts_stop_kernel
 from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_parameters: re-exported)
@@ -136,6 +136,11 @@ def _execute(
     """papermill on a warm kernel when this process has one that fits (it is shut down
     after the run), else on a kernel papermill starts (and shuts down)."""
     kernel = warm_kernels.take(path, folder)
+    if kernel is None and warm_next and forked_kernels.enabled():
+        # A worker's first run: fork its kernel from the zygote started now rather than start
+        # a cold kernel beside the zygote, which would do the same imports on the same cores.
+        warm_kernels.prepare(path, folder)
+        kernel = warm_kernels.take(path, folder)
     if warm_next:
         warm_kernels.prepare(path, folder)
     if kernel is None:
