@@ -5,8 +5,12 @@ Heavy parts (torch, transformers) load on first use, so `import transferlab` sta
 
 from typing import Any
 
-from transferlab.errors import TransferlabError
-from transferlab.registry import ModelRecord, Registry, VersionRecord
+from transferlab.deferred_imports import defer_iri_grammar
+
+defer_iri_grammar()  # before anything imports jsonschema (nbformat, papermill)
+
+from transferlab.errors import TransferlabError  # noqa: E402
+from transferlab.registry import ModelRecord, Registry, VersionRecord  # noqa: E402
 
 __version__ = "0.1.0"
 
