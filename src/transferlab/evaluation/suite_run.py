@@ -57,6 +57,7 @@ from transferlab.evaluation.scoring import (
 )
 from transferlab.evaluation.suites import Suite, TaskData, check_suite_data, load_suite
 from transferlab.evaluation.summary import summarise
+from transferlab.progress import for_run
 from transferlab.registry import Registry, VersionRecord
 from transferlab.run_status import finish_failed, finish_succeeded
 
@@ -226,19 +227,20 @@ def run_suite(
         registry.update_run(run_id, parameters={**existing, **parameters})
     assert run_id is not None
     try:
-        report = _run(
-            registry,
-            suite,
-            versions,
-            run_id=run_id,
-            seed=seed,
-            bootstrap=bootstrap,
-            device=device,
-            batch_size=batch_size,
-            latency_samples=latency_samples,
-            confidence=confidence,
-            production_alias=production_alias,
-        )
+        with for_run(run_id):  # the runner's progress file, when it gave the run id
+            report = _run(
+                registry,
+                suite,
+                versions,
+                run_id=run_id,
+                seed=seed,
+                bootstrap=bootstrap,
+                device=device,
+                batch_size=batch_size,
+                latency_samples=latency_samples,
+                confidence=confidence,
+                production_alias=production_alias,
+            )
     except BaseException as exc:
         finish_failed(registry, run_id, exc, own_run=own_run)
         raise

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.models.pooling import Pooling, pool, pooling_or_default
+from transferlab.progress import phase
 from transferlab.quiet import quiet_transformers
 
 MAX_LENGTH = 128
@@ -120,7 +121,8 @@ def embed(
     device = next(model.parameters()).device
     keys = forward_keys(model)
     rows: np.ndarray | None = None
-    with torch_threads(threads), torch.inference_mode():
+    batches = -(-len(texts) // batch_size)
+    with torch_threads(threads), torch.inference_mode(), phase("embed", batches) as reported:
         for chosen, batch in length_sorted_batches(
             tokenizer, texts, encoder.max_length, batch_size, device
         ):
@@ -130,6 +132,7 @@ def embed(
             if rows is None:
                 rows = np.empty((len(texts), values.shape[1]), dtype=np.float32)
             rows[chosen] = values
+            reported.advance()
     assert rows is not None
     return rows
 
