@@ -385,12 +385,15 @@ def _evaluate(
     for split, data in splits.items():
         if split == "train" and len(data) > MAX_TRAIN_EVAL_EXAMPLES:
             continue
-        logits[split] = batched_logits(model, tokenizer, encoded[split], batch_size)
+        logits[split] = batched_logits(model, tokenizer, encoded[split], batch_size, split)
         metrics[split] = classification_metrics(np.asarray(data.labels), logits[split])
     return metrics, logits
 
 
-def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) -> np.ndarray:
+def batched_logits(
+    model: Any, tokenizer: Any, dataset: Any, batch_size: int, label: str | None = None
+) -> np.ndarray:
+    """Logits of every row in the data's order; progress reported as `label` (a split)."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -402,7 +405,7 @@ def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) ->
     logits: np.ndarray | None = None
     model.eval()
     batches = math.ceil(len(inputs) / batch_size)
-    with torch.inference_mode(), phase("evaluate", batches) as reported:
+    with torch.inference_mode(), phase("evaluate", batches, label=label) as reported:
         for start in range(0, len(inputs), batch_size):
             indices = order[start : start + batch_size]
             rows = inputs[indices.tolist()]
