@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import transferlab_executable, write_template
 from transferlab.progress import RunView, channel_path, for_run, phase
-from transferlab.progress.channel import Tail, close_channel, open_channel
+from transferlab.progress.channel import STALE_AFTER_S, Tail, close_channel, open_channel
 from transferlab.progress.console import PLAIN_EVERY_S, ConsoleProgress
 from transferlab.progress.emit import cell_started
 from transferlab.registry.api import new_run_id
@@ -193,6 +193,21 @@ def test_a_slow_step_still_gets_a_line_on_time(tmp_path):
     assert len(lines) <= 5, lines  # not a line per tick
     elapsed = [re.search(r"(\d+:\d\d) elapsed", line).group(1) for line in slow]
     assert elapsed == sorted(elapsed) and len(set(elapsed)) == len(elapsed), lines
+
+
+def test_a_file_left_by_a_run_killed_long_ago_is_removed_by_the_next_run():
+    left, fresh = new_run_id("killed"), new_run_id("running")
+    for run_id in (left, fresh):
+        open_channel(run_id)
+    long_ago = time.time() - STALE_AFTER_S - 60
+    os.utime(channel_path(left), (long_ago, long_ago))
+    following = new_run_id("next")
+    open_channel(following)
+    try:
+        assert not channel_path(left).exists() and channel_path(fresh).exists()
+    finally:
+        for run_id in (fresh, following):
+            close_channel(run_id)
 
 
 def test_library_code_writes_nothing_without_the_runner(tmp_path):

@@ -27,13 +27,29 @@ def channel_path(run_id: str) -> Path:
     return channel_folder() / f"{run_id}.jsonl"
 
 
+# A file untouched this long belongs to a run killed outright (kill -9, SIGTERM to the CLI).
+STALE_AFTER_S = 24 * 3600
+
+
 def open_channel(run_id: str) -> Path:
-    """Create the run's (empty) progress file; returns its path."""
+    """Create the run's (empty) progress file, removing files of runs killed long ago;
+    returns its path."""
     folder = channel_folder()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_stale(folder)
     path = channel_path(run_id)
     path.write_bytes(b"")
     return path
+
+
+def _remove_stale(folder: Path) -> None:
+    cutoff = time.time() - STALE_AFTER_S
+    for path in folder.glob("*.jsonl"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:  # removed meanwhile by its own run or another one
+            continue
 
 
 def close_channel(run_id: str) -> None:
