@@ -41,10 +41,12 @@ def predict_probabilities(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     warmup: bool = True,
+    label: str | None = None,
 ) -> Inference:
     """Probabilities of every label (the model's label order) for `texts`.
 
-    `loaded` is a `transferlab.predict.LoadedVersion`. `seconds` covers tokenization and every
+    `loaded` is a `transferlab.predict.LoadedVersion`; the batches are reported as live
+    progress (transferlab.progress), named `label` if given. `seconds` covers tokenization and every
     batch, not the optional warm-up batch (one-off allocations, lazy kernels).
     """
     import torch
@@ -57,14 +59,19 @@ def predict_probabilities(
         _run_batches(loaded, texts[:batch_size], batch_size, torch, reported=False)
     _synchronize(loaded.device, torch)
     started = time.perf_counter()
-    logits, padded, real = _run_batches(loaded, texts, batch_size, torch)
+    logits, padded, real = _run_batches(loaded, texts, batch_size, torch, label=label)
     _synchronize(loaded.device, torch)
     seconds = time.perf_counter() - started
     return Inference(softmax(logits.astype(np.float64)), seconds, batch_size, padded, real)
 
 
 def _run_batches(
-    loaded: Any, texts: list[str], batch_size: int, torch: Any, reported: bool = True
+    loaded: Any,
+    texts: list[str],
+    batch_size: int,
+    torch: Any,
+    reported: bool = True,
+    label: str | None = None,
 ) -> tuple[np.ndarray, int, int]:
     tokenizer = loaded.tokenizer
     encoded = tokenizer(texts, truncation=True, max_length=loaded.max_length)
@@ -80,7 +87,7 @@ def _run_batches(
     outputs: np.ndarray | None = None
     padded = 0
     batches = -(-len(texts) // batch_size) if reported else 0
-    with torch.inference_mode(), phase("evaluate", batches) as shown:
+    with torch.inference_mode(), phase("evaluate", batches, label=label) as shown:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             width = int(lengths[rows].max())

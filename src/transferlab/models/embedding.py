@@ -110,8 +110,10 @@ def embed(
     *,
     batch_size: int = BATCH_SIZE,
     threads: int | None = None,
+    label: str | None = None,
 ) -> np.ndarray:
-    """(len(texts), width) float32 pooled vectors under torch.inference_mode."""
+    """(len(texts), width) float32 pooled vectors under torch.inference_mode; the batches are
+    reported as live progress (transferlab.progress), named `label` (the model) if given."""
     import torch
 
     model, tokenizer = encoder.model, encoder.tokenizer
@@ -122,7 +124,11 @@ def embed(
     keys = forward_keys(model)
     rows: np.ndarray | None = None
     batches = -(-len(texts) // batch_size)
-    with torch_threads(threads), torch.inference_mode(), phase("embed", batches) as reported:
+    with (
+        torch_threads(threads),
+        torch.inference_mode(),
+        phase("embed", batches, label=label) as reported,
+    ):
         for chosen, batch in length_sorted_batches(
             tokenizer, texts, encoder.max_length, batch_size, device
         ):
