@@ -52,6 +52,8 @@ COLUMNS = {
     "adapter_size_mb": Column("Adapter size", "MB", 2, lower_is_better=True),
     "train_seconds": Column("Training time", "s", 1, lower_is_better=True),
     "n_examples": Column("Examples", "", 0),
+    "examples": Column("Examples", "", 0),
+    "loss": Column("Loss", "", 3, lower_is_better=True),
     "n_train": Column("Training examples", "", 0),
     "support": Column("Support", "examples", 0),
     "n_per_class": Column("Examples per class", "", 0),
