@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from transferlab.evaluation.suites import SuiteError, parse_suite
+from transferlab.registry import Registry
 from transferlab.report import chromium_flags, find_chromium, rendered_dom, screenshot
 from transferlab.reporting.answer import _verdict_sentence
 from transferlab.reporting.tables import metric_column
@@ -190,3 +191,21 @@ def test_a_suite_may_ask_for_a_pdf_and_must_say_it_with_a_boolean():
     assert parse_suite({"name": "s", "tasks": [task]}).pdf is False
     with pytest.raises(SuiteError, match="pdf"):
         parse_suite({"name": "s", "tasks": [task], "pdf": "yes"})
+
+
+def test_a_sweep_asking_for_a_pdf_is_refused_before_any_run_without_chromium(
+    tmp_path, run_cli, monkeypatch
+):
+    from transferlab.sweeps import load_sweep
+
+    sweep = tmp_path / "curve.yaml"
+    sweep.write_text("pdf: true\ngrid: {n_per_class: [2, 4]}\n", encoding="utf-8")
+    assert load_sweep(sweep).pdf is True
+    registry = tmp_path / "registry.duckdb"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no browser on it
+    code, _, err = run_cli("sweep", sweep, "--registry", registry)
+    assert code == 2 and "asks for a PDF report (pdf: true)" in err
+    assert not registry.exists() or Registry(registry).runs() == []
+    sweep.write_text("pdf: sure\ngrid: {n_per_class: [2, 4]}\n", encoding="utf-8")
+    code, _, err = run_cli("sweep", sweep, "--registry", registry, "--dry-run")
+    assert code == 2 and "pdf" in err and "true or false" in err
