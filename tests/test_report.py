@@ -209,3 +209,22 @@ def test_a_sweep_asking_for_a_pdf_is_refused_before_any_run_without_chromium(
     sweep.write_text("pdf: sure\ngrid: {n_per_class: [2, 4]}\n", encoding="utf-8")
     code, _, err = run_cli("sweep", sweep, "--registry", registry, "--dry-run")
     assert code == 2 and "pdf" in err and "true or false" in err
+
+
+def test_styled_tables_have_one_header_row_units_and_no_index():
+    import pandas as pd
+
+    from transferlab.reporting.tables import styled
+
+    frame = pd.DataFrame(
+        {"version": ["a:1", "b:1"], "accuracy": [0.91234, 0.8], "latency_ms_p50": [12.345, 9.0]}
+    ).set_index("version")
+    page = styled(frame).to_html()
+    assert "Accuracy (%)" in page and "Latency p50 (ms) ↓" in page and "lower is better" in page
+    assert ">91.2<" in page and ">12.3<" in page and "0.91234" not in page
+    assert "row_heading" not in page and page.count("<tr>") == 3  # one header row, two rows
+    stacked = pd.DataFrame(
+        [[0.9, 0.02]], columns=pd.MultiIndex.from_tuples([("score", "acc"), ("score", "ece")])
+    )
+    page = styled(stacked).to_html()
+    assert page.count("<tr>") == 2 and "Score acc" in page  # levels joined into one header row

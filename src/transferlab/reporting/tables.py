@@ -57,7 +57,7 @@ COLUMNS = {
     "n_train": Column("Training examples", "", 0),
     "support": Column("Support", "examples", 0),
     "n_per_class": Column("Examples per class", "", 0),
-    "examples_per_class": Column("Examples per class", "", 1),
+    "examples_per_class": Column("Examples per class, as plotted", "", 1),
 }
 
 
@@ -115,36 +115,47 @@ def styled(
     table.columns.name = None
     labels, decimals = labels or {}, decimals or {}
     formats, renamed, lower = {}, {}, False
+    taken: set[str] = set()
     for name in table.columns:
         column = COLUMNS.get(str(name)) or (
             metric_column(str(name)) if str(name).split("[", 1)[0] in METRICS else None
         )
         if column is not None:
-            renamed[name] = labels.get(name, column.header())
+            renamed[name] = _unique(labels.get(name, column.header()), name, taken)
             lower |= column.lower_is_better
             if pd.api.types.is_numeric_dtype(table[name]):
                 table[name] = table[name] * column.scale
                 digits = decimals.get(name, column.decimals)
                 formats[renamed[name]] = lambda v, d=digits: number(v, d)
         else:
-            renamed[name] = labels.get(name, readable(name))
+            renamed[name] = _unique(labels.get(name, readable(name)), name, taken)
             if pd.api.types.is_float_dtype(table[name]):
                 digits = decimals.get(name, 2)
                 formats[renamed[name]] = lambda v, d=digits: number(v, d)
             elif pd.api.types.is_bool_dtype(table[name]):
                 formats[renamed[name]] = lambda v: "yes" if v else "no"
+    text = [
+        renamed[c] for c in table.columns if table[c].dtype == object and renamed[c] not in formats
+    ]
     table = table.rename(columns=renamed)
     notes = [caption] if caption else []
     if lower:
         notes.append(LOWER_NOTE)
     styler = table.style.hide(axis="index").format(formats, na_rep="—")
-    text = [c for c in table.columns if table[c].dtype == object and c not in formats]
     if text:  # names and words read from the left; numbers line up on the right
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
     styler = styler.set_table_attributes('class="transferlab-table"')
     if notes:
         styler = styler.set_caption(" · ".join(notes))
     return styler.set_table_styles(TABLE_STYLE)
+
+
+def _unique(label: str, name: object, taken: set[str]) -> str:
+    """A header no other column has (a Styler needs them unique): the raw name added if not."""
+    if label in taken:
+        label = f"{label} [{name}]"
+    taken.add(label)
+    return label
 
 
 TABLE_STYLE = [
