@@ -55,5 +55,5 @@ def _measured(efficiency: Any) -> Measured:
             ("Sizes (per class)", sizes),
             ("Seeds", seeds or "—"),
         ]
-    items.append(("Hardware", "each fine-tune run's own: `transferlab runs show RUN_ID`"))
+    items.append(("Hardware", "each fine-tune run's own (recorded with the run: transferlab runs)"))
     return Measured(items)

@@ -134,20 +134,24 @@ def styled(
                 formats[renamed[name]] = lambda v, d=digits: number(v, d)
             elif pd.api.types.is_bool_dtype(table[name]):
                 formats[renamed[name]] = lambda v: "yes" if v else "no"
-    text = [
-        renamed[c] for c in table.columns if table[c].dtype == object and renamed[c] not in formats
+    text = [  # names and words read from the left; numbers line up on the right
+        i
+        for i, c in enumerate(table.columns)
+        if table[c].dtype == object and renamed[c] not in formats
     ]
     table = table.rename(columns=renamed)
     notes = [caption] if caption else []
     if lower:
         notes.append(LOWER_NOTE)
     styler = table.style.hide(axis="index").format(formats, na_rep="—")
-    if text:  # names and words read from the left; numbers line up on the right
-        styler = styler.set_properties(subset=text, **{"text-align": "left"})
     styler = styler.set_table_attributes('class="transferlab-table"')
     if notes:
         styler = styler.set_caption(" · ".join(notes))
-    return styler.set_table_styles(TABLE_STYLE)
+    left = [
+        {"selector": f"td.col{i}, th.col_heading.col{i}", "props": "text-align: left;"}
+        for i in text
+    ]
+    return styler.set_table_styles(TABLE_STYLE + left)
 
 
 def _unique(label: str, name: object, taken: set[str]) -> str:
