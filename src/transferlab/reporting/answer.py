@@ -88,7 +88,7 @@ def benchmark_answer(report: Any) -> Answer:
         table = pd.DataFrame([_row(version, "New model", value, None, column, digits, own)])
         return Answer([first, _cost_sentence(version, costs, best)], table, measured)
     headline = compared[0]
-    digits = _digits(headline, column)
+    digits = interval_digits(headline, column)
     first = _verdict_sentence(version, headline, column, digits, task)
     table = pd.DataFrame(
         [_row(version, "New model", value, None, column, digits, costs.get(version, {}))]
@@ -99,7 +99,7 @@ def benchmark_answer(report: Any) -> Answer:
                 row["reference_value"],
                 row,
                 column,
-                _digits(row, column),
+                interval_digits(row, column),
                 costs.get(str(row["reference"]), {}),
             )
             for row in compared
@@ -124,7 +124,7 @@ def _metric_value(report: Any, version: str, task: str, metric: str) -> float | 
     return float(rows.iloc[0]["value"]) if len(rows) else None
 
 
-def _digits(row: Any, column) -> int:
+def interval_digits(row: Any, column) -> int:
     """Decimals for a comparison: two significant digits of its interval's half width."""
     if not row["resamples"]:
         return column.decimals
@@ -137,7 +137,7 @@ def _shown(value: float | None, column, digits: int) -> str:
     return f"{text} %" if column.unit == "%" else text
 
 
-def _difference(row: Any, column, digits: int) -> tuple[str, str]:
+def difference_text(row: Any, column, digits: int) -> tuple[str, str]:
     """('+1.9 points', '0.0 to +4.8'): the difference and its interval, in points for a %."""
     unit = " points" if column.unit == "%" else ""
     value = number(float(row["difference"]) * column.scale, digits, sign=True)
@@ -157,7 +157,7 @@ def _verdict_sentence(version: str, row: Any, column, digits: int, task: str) ->
     name = RELATIONS[row["relation"]][1].format(name=row["reference"])
     ours = _shown(row["value"], column, digits)
     theirs = _shown(row["reference_value"], column, digits)
-    difference, interval = _difference(row, column, digits)
+    difference, interval = difference_text(row, column, digits)
     label = column.label if column.label.isupper() else column.label.lower()
     scores = f"{label} {ours} against {theirs} on {task}"
     if not row["resamples"]:
@@ -194,7 +194,7 @@ def _costs(report: Any, version: str, task: str, best: dict) -> dict[str, dict[s
 def _row(name, role, value, comparison, column, digits, cost) -> dict[str, str]:
     difference, interval, verdict = "—", "—", "—"
     if comparison is not None:
-        difference, interval = _difference(comparison, column, digits)
+        difference, interval = difference_text(comparison, column, digits)
         difference = difference.replace(" points", "")
         if not comparison["resamples"]:
             verdict = "not tested"
@@ -212,7 +212,7 @@ def _row(name, role, value, comparison, column, digits, cost) -> dict[str, str]:
         f"{INTERVAL} ({unit})" if unit else INTERVAL: interval,
         "Established?": verdict,
         "Latency p50 (ms) ↓": _ms(latency),
-        "Training time ↓": _duration(seconds) if seconds is not None else "—",
+        "Training time ↓": duration(seconds) if seconds is not None else "—",
     }
 
 
@@ -223,11 +223,11 @@ def _cost_sentence(version: str, costs: dict, best: dict) -> str:
         parts.append(f"answers in {_ms(own['latency_ms_p50'])} ms per text (median, batch 1)")
     seconds = best.get("train_seconds")
     if seconds is not None:
-        text = f"took {_duration(seconds)} to train"
+        text = f"took {duration(seconds)} to train"
         if best.get("n_train"):
             text += f" on {best['n_train']} examples"
         others = [
-            f"{_duration(block['train_seconds'])} for {label}"
+            f"{duration(block['train_seconds'])} for {label}"
             for relation, label in (("base_probe", "the probe"), ("tfidf", "TF-IDF"))
             if (block := best.get(relation)) and block.get("train_seconds") is not None
         ]
@@ -244,7 +244,7 @@ def _ms(value: float | None) -> str:
     return number(value, 1 if value is not None and value < 100 else 0)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "—"
     if seconds < 60:

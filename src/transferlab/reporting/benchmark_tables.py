@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.reporting.answer import RELATIONS, _difference, _digits, established
+from transferlab.reporting.answer import RELATIONS, difference_text, established, interval_digits
 from transferlab.reporting.tables import metric_column, number, styled
 
 
@@ -21,8 +21,8 @@ def comparison_table(report: Any, metrics: tuple[str, ...] | None = None):
     shown = []
     for _, row in rows.iterrows():
         column = metric_column(str(row["metric"]))
-        digits = _digits(row, column)
-        difference, interval = _difference(row, column, digits)
+        digits = interval_digits(row, column)
+        difference, interval = difference_text(row, column, digits)
         if not row["resamples"]:
             verdict = "not tested"
         elif established(row):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.reporting.answer import Answer, _duration
+from transferlab.reporting.answer import Answer, duration
 from transferlab.reporting.measured import Measured, hardware
 from transferlab.reporting.tables import decimals_for, number
 
@@ -84,7 +84,7 @@ def _cost_sentence(result: Any, n_train: int | None) -> str:
         text += f" on {n_train} examples"
     if seconds is None:
         return f"{text} has no recorded time."
-    text += f" took {_duration(float(seconds))}"
+    text += f" took {duration(float(seconds))}"
     device = resources.get("device")
     if device:
         threads = resources.get("threads")
@@ -93,7 +93,7 @@ def _cost_sentence(result: Any, n_train: int | None) -> str:
             text += f" ({threads} thread{'' if threads == 1 else 's'})"
     total = timings.get("total_s")
     if total:
-        text += f", {_duration(float(total))} for the whole run"
+        text += f", {duration(float(total))} for the whole run"
     return text + f"; compare it: transferlab run benchmark -p versions {result.version_id}."
 
 
