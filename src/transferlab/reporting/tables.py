@@ -135,9 +135,7 @@ def styled(
             elif pd.api.types.is_bool_dtype(table[name]):
                 formats[renamed[name]] = lambda v: "yes" if v else "no"
     text = [  # names and words read from the left; numbers line up on the right
-        i
-        for i, c in enumerate(table.columns)
-        if table[c].dtype == object and renamed[c] not in formats
+        i for i, c in enumerate(table.columns) if renamed[c] not in formats and _is_text(table[c])
     ]
     table = table.rename(columns=renamed)
     notes = [caption] if caption else []
@@ -152,6 +150,13 @@ def styled(
         for i in text
     ]
     return styler.set_table_styles(TABLE_STYLE + left)
+
+
+def _is_text(values: pd.Series) -> bool:
+    """Words, not numbers (shown as text or not): a value that starts with a letter."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    return any(str(v)[:1].isalpha() for v in values if v is not None)
 
 
 def _unique(label: str, name: object, taken: set[str]) -> str:
