@@ -228,3 +228,19 @@ def test_styled_tables_have_one_header_row_units_and_no_index():
     )
     page = styled(stacked).to_html()
     assert page.count("<tr>") == 2 and "Score acc" in page  # levels joined into one header row
+
+
+def test_a_benchmark_run_of_a_suite_with_pdf_true_asks_for_its_pdf(tmp_path):
+    from transferlab.report import run_asks_for_pdf
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: s\npdf: true\ntasks:\n  - name: t\n"
+        "    data: package:sample_data/support_intents_test.csv\n    metrics: [accuracy]\n",
+        encoding="utf-8",
+    )
+    assert run_asks_for_pdf({"kind": "benchmark", "parameters": {"suite": str(suite)}})
+    assert not run_asks_for_pdf({"kind": "benchmark", "parameters": {"suite": "support_intents"}})
+    assert not run_asks_for_pdf({"kind": "finetune", "parameters": {"suite": str(suite)}})
+    suite.unlink()  # moved since the run: the HTML report is still written, without a PDF
+    assert not run_asks_for_pdf({"kind": "benchmark", "parameters": {"suite": str(suite)}})
