@@ -266,6 +266,15 @@ def _run(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if suite.pdf:  # the PDF is printed after the run: no browser must fail it before it starts
+        from transferlab.reporting.chromium import find_chromium
+
+        if find_chromium() is None:
+            raise TransferlabError(
+                f"Suite {suite.name} asks for a PDF report (pdf: true), and no Chromium was "
+                "found to print it.",
+                "Install it (Debian: apt-get install chromium), or set pdf: false in the suite.",
+            )
     records = _resolve(registry, versions)
     tasks = check_suite_data(suite)
     registry.update_run(run_id, data_fingerprint=_data_fingerprint(tasks))
