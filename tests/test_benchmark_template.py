@@ -167,4 +167,9 @@ def test_the_benchmark_compares_the_version_with_its_bases_probe_and_tfidf(bench
     assert f"took {block['train_seconds']:.1f} s to train, against" in first
     page = Path(result["report"]).read_text(encoding="utf-8")
     assert "Trained on the same examples" in page
-    assert "base_probe" in page and "tfidf" in page and trained["fingerprint"][:8] in page
+    assert "Base's standard probe" in page and "TF-IDF + LR" in page  # roles, read by people
+    assert trained["fingerprint"][:8] in page
+    # the first screen answers before the evidence: sentences, comparison table, the box
+    first_screen = page.index("transferlab-first-screen")
+    assert first_screen < page.index("Trained on the same examples")
+    assert "Established?" in page and "How this was measured" in page

@@ -152,6 +152,12 @@ def test_run_finetune_from_the_picker_records_a_run_and_ends_the_progress(picker
     assert picker.finetune_parameters["base"] == f"{TINY}:1"
     seen: list[int] = []
     picker.progress.bar.observe(lambda change: seen.append(change["new"]), names="value")
+    steps: list[tuple[str, int, int]] = []  # the step bar's (unit, value, max) as it moved
+    step_bar = picker.progress.step_bar
+    step_bar.observe(
+        lambda change: steps.append((step_bar.description, step_bar.value, step_bar.max)),
+        names="value",
+    )
 
     picker.run_button.click()
     assert picker.progress.running and picker.run_button.disabled
@@ -164,6 +170,7 @@ def test_run_finetune_from_the_picker_records_a_run_and_ends_the_progress(picker
     assert picker.progress.bar.value == picker.progress.bar.max
     assert picker.progress.bar.bar_style == "success"
     assert len(set(seen)) >= 3, seen  # it moved cell by cell, not only at the end
+    assert ("step", 4, 4) in steps, steps  # and through the training's steps inside a cell
     assert outcome.run_id in picker.progress.status.value
     assert outcome.output_notebook.is_file()
 

@@ -4,7 +4,7 @@
 2. discover: shortlist the registered models for short English support messages, score those
    that run here on the sample data (discover template) and recommend a base and settings;
 3. fine-tune the recommended base with the recommended settings (finetune template);
-4. benchmark the adapter on the bundled suite and render the HTML report.
+4. benchmark the adapter on the bundled suite and render the HTML report and its PDF.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from transferlab.discovery import finetune_command, recommendation
 from transferlab.errors import TransferlabError
 from transferlab.initialize import initialize
 from transferlab.registry import Registry
-from transferlab.report import render_run_report
+from transferlab.report import find_chromium, write_run_report
 from transferlab.runner import RunOutcome, run_template
 
 DEMO_QUERY = "small English sentence encoder for short customer support messages"
@@ -78,12 +78,14 @@ def run_demo(registry: Registry) -> dict:
     parameters = {"versions": [adapter], "suite": "support_intents"}
     run = reusable_run(registry, "benchmark", parameters)
     if run and run.get("output_notebook") and Path(run["output_notebook"]).is_file():
-        report_path = render_run_report(registry, run["run_id"])
-        print(f"reusing benchmark run {run['run_id']}")
+        benchmark_run = run["run_id"]
+        print(f"reusing benchmark run {benchmark_run}")
     else:
-        report_path = _run_or_fail("benchmark", parameters, registry).report
+        benchmark_run = _run_or_fail("benchmark", parameters, registry).run_id
+    report_path, pdf_path = _report_files(registry, benchmark_run)
     print(f"({time.monotonic() - started:.1f} s)")
     print(f"\nReport: {report_path}")
+    print(f"PDF:    {pdf_path or 'not written: no Chromium here (apt-get install chromium)'}")
     return {
         "init": report,
         "discovery_run": discovery["run_id"],
@@ -91,7 +93,14 @@ def run_demo(registry: Registry) -> dict:
         "recommendation": recommended,
         "adapter": adapter,
         "report": str(report_path),
+        "pdf": str(pdf_path) if pdf_path else None,
     }
+
+
+def _report_files(registry: Registry, run_id: str) -> tuple[Path, Path | None]:
+    """The benchmark's HTML report and, where Chromium can print it, its PDF beside it."""
+    report = write_run_report(registry, run_id, pdf=find_chromium() is not None)
+    return report.html, report.pdf
 
 
 def _score_text(row: dict) -> str:

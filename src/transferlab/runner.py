@@ -8,7 +8,9 @@ notebook kept) or interrupted.
 
 from __future__ import annotations
 
+import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from transferlab.parameters import (  # noqa: F401 (RUNNER_PARAMETERS, template_
     signature,
     template_parameters,
 )
+from transferlab.progress import channel
+from transferlab.progress.console import ConsoleProgress
+from transferlab.progress.emit import cell_started
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 from transferlab.run_status import failed_status
@@ -123,18 +128,31 @@ def _error_line(error: PapermillExecutionError) -> str:
     return f"{error.ename}: {error.evalue}".strip()
 
 
+class CellStarts:
+    """nbclient's `on_cell_start` hook: each cell's start goes to the run's progress file."""
+
+    def __init__(self, progress_file: Path, template: Path):
+        self.progress_file = progress_file
+        # the template's cells and the one papermill injects with the parameters
+        self.total = len(json.loads(template.read_text(encoding="utf-8"))["cells"]) + 1
+
+    def __call__(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
+        cell_started(self.progress_file, cell_index + 1, self.total)
+
+
 def _execute(
     path: Path,
     output: Path,
     injected: dict[str, Any],
     folder: Path,
-    progress_bar: bool,
+    progress_file: Path,
     log_output: bool,
     warm_next: bool,
     save_every_cell: bool,
 ) -> None:
     """papermill on a warm kernel when this process has one that fits (it is shut down
-    after the run), else on a kernel papermill starts (and shuts down)."""
+    after the run), else on a kernel papermill starts (and shuts down). Progress goes to
+    `progress_file` (transferlab.progress), not to papermill's bar over cells."""
     kernel = warm_kernels.take(path, folder)
     if kernel is None and warm_next and forked_kernels.enabled():
         # A worker's first run: fork its kernel from the zygote started now rather than start
@@ -156,9 +174,10 @@ def _execute(
                 str(path),
                 str(output),
                 parameters=injected,
-                progress_bar=progress_bar,
+                progress_bar=False,
                 log_output=log_output,
                 cwd=str(folder),
+                on_cell_start=CellStarts(progress_file, path),
                 **arguments,
             )
     except KeyboardInterrupt:
@@ -189,6 +208,9 @@ def run_template(
     The parameters are checked (names, types, a finetune request's values) before the run is
     recorded, and relative paths among them start at `paths_from` (default: the current
     folder, not the output folder the kernel runs in); the run records them absolute.
+    `progress_bar`: the run's progress (cells, and the steps inside them: training, embedding
+    and evaluation batches) on stdout while it runs (transferlab.progress.console); the
+    progress file is there for the run's life either way (a picker or a sweep reads it).
     The run takes this process's warm kernel if one fits (transferlab.warm_kernels), and with
     `warm_next` starts one for a following run of the same template (sweep workers).
     Without `save_every_cell` the output notebook is saved every few seconds rather than at
@@ -211,10 +233,14 @@ def run_template(
         run_id=run_id,
     )
     injected = {**parameters, "run_id": run_id, "registry_path": registry.location}
+    progress_file = channel.open_channel(run_id)
+    shown = ConsoleProgress(progress_file) if progress_bar else nullcontext()
     try:
-        _execute(
-            path, output, injected, folder, progress_bar, log_output, warm_next, save_every_cell
-        )
+        with shown:
+            _execute(
+                path, output, injected, folder, progress_file, log_output, warm_next,
+                save_every_cell,
+            )  # fmt: skip
     except PapermillExecutionError as error:
         message = _error_line(error)
         status = failed_status(error_name=error.ename)  # failed, or pruned by its sweep
@@ -231,6 +257,8 @@ def run_template(
         if raise_on_failure:
             raise
         return RunOutcome(run_id, "failed", output, error=message)
+    finally:
+        channel.close_channel(run_id)  # nothing of the progress outlives the run
     registry.finish_run(run_id, "succeeded", output_notebook=str(output))
     versions = registry.run_version_ids(run_id)
     report = None

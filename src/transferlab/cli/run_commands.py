@@ -54,15 +54,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from transferlab.registry.api import require_registry_file
-    from transferlab.report import count_plotly_figures, render_run_report
+    from transferlab.report import write_run_report
 
     require_registry_file(args.registry)
-    path = render_run_report(Registry(args.registry), args.run_id, args.output)
-    figures = count_plotly_figures(path.read_text(encoding="utf-8"))
+    report = write_run_report(Registry(args.registry), args.run_id, args.output, pdf=args.pdf)
     if args.json:
-        emit_json({"run_id": args.run_id, "report": str(path), "figures": figures})
+        emit_json(
+            {
+                "run_id": args.run_id,
+                "report": str(report.html),
+                "pdf": str(report.pdf) if report.pdf else None,
+                "figures": report.figures,
+            }
+        )
     else:
-        print(f"report  {path} ({figures} figures)")
+        print(f"report  {report.html} ({report.figures} figures)")
+        if report.pdf:
+            print(f"pdf     {report.pdf}")
     return 0
 
 
@@ -96,9 +104,15 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     report = commands.add_parser(
         "report",
         parents=[common],
-        help="render a run's executed notebook as a self-contained HTML page",
+        help="render a run's executed notebook as a self-contained HTML page (and PDF)",
         description="Render a run's output notebook to HTML with the code hidden.",
     )
     report.set_defaults(handler=cmd_report)
     report.add_argument("run_id")
     report.add_argument("--output", help="HTML path (default: beside the output notebook)")
+    report.add_argument(
+        "--pdf",
+        action="store_true",
+        default=None,
+        help="also print it to PDF beside the HTML (headless Chromium; plots drawn, code hidden)",
+    )

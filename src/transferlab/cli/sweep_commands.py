@@ -33,6 +33,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     if args.dry_run:
         return _dry_run(spec, registry, args)
+    if spec.pdf and not args.no_report:  # refused before a run starts, not after the sweep
+        from transferlab.errors import TransferlabError
+        from transferlab.reporting.chromium import find_chromium
+
+        if find_chromium() is None:
+            raise TransferlabError(
+                f"Sweep {spec.name} asks for a PDF report (pdf: true), and no Chromium was "
+                "found to print it.",
+                "Install it (Debian: apt-get install chromium), set pdf: false, or run with "
+                "--no-report.",
+            )
     quiet = args.json or args.quiet
 
     def announce(sweep_id: str, to_run: int, reused: int) -> None:
@@ -63,7 +74,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except SweepInterrupted as stopped:
         result, code = stopped.result, 130
     if code != 130 and not args.no_report:
-        _curve_report(result, registry)
+        _curve_report(result, registry, pdf=spec.pdf)
     if args.json:
         emit_json(summary_json(result))
     else:
@@ -89,7 +100,7 @@ def _ray_address(args: argparse.Namespace, spec) -> tuple[str | None, dict[str, 
     return "ray", {"address": args.ray_address}
 
 
-def _curve_report(result, registry: Registry) -> None:
+def _curve_report(result, registry: Registry, pdf: bool = False) -> None:
     """A sweep over examples per class ends with the data-efficiency report, where the
     efficiency module is installed (transferlab.efficiency.render_sweep_report)."""
     sizes = {repr(row.parameters.get("n_per_class")) for row in result.rows}
@@ -101,9 +112,12 @@ def _curve_report(result, registry: Registry) -> None:
     except ImportError:
         return
     try:
-        result.report = str(
-            render_sweep_report(registry, result.sweep_id, output_dir=result.output_dir)
+        report = render_sweep_report(
+            registry, result.sweep_id, output_dir=result.output_dir, pdf=pdf
         )
+        result.report = str(report)
+        if pdf:
+            result.notes.append(f"the report as PDF: {report.with_suffix('.pdf')}")
     except Exception as exc:  # the sweep's runs stand whatever happens to the report
         result.notes.append(f"the data-efficiency report failed: {type(exc).__name__}: {exc}")
 

@@ -26,6 +26,7 @@ from transferlab.discovery.recording import RUN_KIND, record_discovery
 from transferlab.discovery.scoring import cv_folds, profiled_latency, score_candidate
 from transferlab.discovery.shortlist import Candidate, build_shortlist
 from transferlab.errors import DataError, ModelSourceError, TransferlabError
+from transferlab.progress import for_run
 from transferlab.registry import Registry
 from transferlab.run_status import finish_failed, finish_succeeded
 from transferlab.search import local_path
@@ -190,7 +191,8 @@ def discover(
     if own_run:
         run_id = registry.start_run(RUN_KIND, parameters=config.to_params())
     try:
-        result = _discover(config, registry, run_id)
+        with for_run(run_id):  # the runner's progress file, when it gave the run id
+            result = _discover(config, registry, run_id)
     except BaseException as exc:
         finish_failed(registry, run_id, exc, own_run=own_run)
         raise

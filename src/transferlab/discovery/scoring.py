@@ -155,7 +155,7 @@ def score_candidate(
     load_s = time.perf_counter() - started
     try:
         started = time.perf_counter()
-        embeddings = embedding.embed(encoder, texts)
+        embeddings = embedding.embed(encoder, texts, label=version_id)
         embed_s = time.perf_counter() - started
         started = time.perf_counter()
         cv = cross_validate_probe(embeddings, labels, seed)

@@ -15,9 +15,11 @@ def render_sweep_report(
     metric: str = "accuracy",
     split: str = "test",
     output_dir: str | Path | None = None,
+    pdf: bool = False,
 ) -> Path:
     """Run the curves template on a sweep's runs (a recorded 'curves' run) and return the path
-    of its HTML report. Raises TransferlabError, with the run's error line, if it fails."""
+    of its HTML report (and print it to PDF beside it with `pdf`). Raises TransferlabError,
+    with the run's error line, if it fails."""
     from transferlab.runner import run_template
 
     outcome = run_template(
@@ -32,4 +34,9 @@ def render_sweep_report(
             f"The curves report of sweep {sweep_id} failed: {outcome.error}",
             f"Open its output notebook {outcome.output_notebook} to see where.",
         )
+    if pdf:
+        from transferlab.report import count_plotly_figures, print_pdf
+
+        figures = count_plotly_figures(outcome.report.read_text(encoding="utf-8"))
+        print_pdf(outcome.report, outcome.report.with_suffix(".pdf"), expected_figures=figures)
     return outcome.report

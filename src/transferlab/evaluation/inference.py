@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.models.logits import softmax
+from transferlab.progress import phase
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -40,10 +41,12 @@ def predict_probabilities(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     warmup: bool = True,
+    label: str | None = None,
 ) -> Inference:
     """Probabilities of every label (the model's label order) for `texts`.
 
-    `loaded` is a `transferlab.predict.LoadedVersion`. `seconds` covers tokenization and every
+    `loaded` is a `transferlab.predict.LoadedVersion`; the batches are reported as live
+    progress (transferlab.progress), named `label` if given. `seconds` covers tokenization and every
     batch, not the optional warm-up batch (one-off allocations, lazy kernels).
     """
     import torch
@@ -53,17 +56,22 @@ def predict_probabilities(
     if not texts:
         return Inference(np.zeros((0, n_labels)), 0.0, batch_size, 0, 0)
     if warmup:
-        _run_batches(loaded, texts[:batch_size], batch_size, torch)
+        _run_batches(loaded, texts[:batch_size], batch_size, torch, reported=False)
     _synchronize(loaded.device, torch)
     started = time.perf_counter()
-    logits, padded, real = _run_batches(loaded, texts, batch_size, torch)
+    logits, padded, real = _run_batches(loaded, texts, batch_size, torch, label=label)
     _synchronize(loaded.device, torch)
     seconds = time.perf_counter() - started
     return Inference(softmax(logits.astype(np.float64)), seconds, batch_size, padded, real)
 
 
 def _run_batches(
-    loaded: Any, texts: list[str], batch_size: int, torch: Any
+    loaded: Any,
+    texts: list[str],
+    batch_size: int,
+    torch: Any,
+    reported: bool = True,
+    label: str | None = None,
 ) -> tuple[np.ndarray, int, int]:
     tokenizer = loaded.tokenizer
     encoded = tokenizer(texts, truncation=True, max_length=loaded.max_length)
@@ -78,7 +86,8 @@ def _run_batches(
     order = np.argsort(lengths, kind="stable")
     outputs: np.ndarray | None = None
     padded = 0
-    with torch.inference_mode():
+    batches = -(-len(texts) // batch_size) if reported else 0
+    with torch.inference_mode(), phase("evaluate", batches, label=label) as shown:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             width = int(lengths[rows].max())
@@ -93,6 +102,8 @@ def _run_batches(
             if outputs is None:
                 outputs = np.empty((len(texts), logits.shape[1]), dtype=np.float32)
             outputs[rows] = logits
+            if reported:
+                shown.advance()
     assert outputs is not None
     return outputs, padded, int(lengths.sum())
 

@@ -352,11 +352,11 @@ def _train_probe(
     encoder = load_encoder(base.uri, base.ref, device)
     try:
         started = time.perf_counter()
-        vectors = embed(encoder, examples.data.texts)
+        vectors = embed(encoder, examples.data.texts, label=f"{name} (training examples)")
         probe = fit_probe(vectors, examples.data.labels, seed=examples.seed)
         seconds = time.perf_counter() - started
         scored = _score_tasks(
-            lambda texts, encoder=encoder: probe.predict_proba(embed(encoder, texts)),
+            lambda texts, encoder=encoder: probe.predict_proba(embed(encoder, texts, label=name)),
             probe.classes,
             examples.data,
             tasks,

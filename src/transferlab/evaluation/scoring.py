@@ -63,7 +63,12 @@ def predict_all(
             task_latency = {}
             for td in tasks:
                 started = time.perf_counter()
-                inference = predict_probabilities(loaded, td.data.texts, batch_size=batch_size)
+                inference = predict_probabilities(
+                    loaded,
+                    td.data.texts,
+                    batch_size=batch_size,
+                    label=f"{version.version_id} on {td.task.name}",
+                )
                 timings["predict_s"] += time.perf_counter() - started
                 probabilities = in_task_order(
                     inference.probabilities, loaded.label_names, labels[td.task.name]

@@ -57,6 +57,7 @@ from transferlab.evaluation.scoring import (
 )
 from transferlab.evaluation.suites import Suite, TaskData, check_suite_data, load_suite
 from transferlab.evaluation.summary import summarise
+from transferlab.progress import for_run
 from transferlab.registry import Registry, VersionRecord
 from transferlab.run_status import finish_failed, finish_succeeded
 
@@ -226,19 +227,20 @@ def run_suite(
         registry.update_run(run_id, parameters={**existing, **parameters})
     assert run_id is not None
     try:
-        report = _run(
-            registry,
-            suite,
-            versions,
-            run_id=run_id,
-            seed=seed,
-            bootstrap=bootstrap,
-            device=device,
-            batch_size=batch_size,
-            latency_samples=latency_samples,
-            confidence=confidence,
-            production_alias=production_alias,
-        )
+        with for_run(run_id):  # the runner's progress file, when it gave the run id
+            report = _run(
+                registry,
+                suite,
+                versions,
+                run_id=run_id,
+                seed=seed,
+                bootstrap=bootstrap,
+                device=device,
+                batch_size=batch_size,
+                latency_samples=latency_samples,
+                confidence=confidence,
+                production_alias=production_alias,
+            )
     except BaseException as exc:
         finish_failed(registry, run_id, exc, own_run=own_run)
         raise
@@ -264,6 +266,15 @@ def _run(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if suite.pdf:  # the PDF is printed after the run: no browser must fail it before it starts
+        from transferlab.reporting.chromium import find_chromium
+
+        if find_chromium() is None:
+            raise TransferlabError(
+                f"Suite {suite.name} asks for a PDF report (pdf: true), and no Chromium was "
+                "found to print it.",
+                "Install it (Debian: apt-get install chromium), or set pdf: false in the suite.",
+            )
     records = _resolve(registry, versions)
     tasks = check_suite_data(suite)
     registry.update_run(run_id, data_fingerprint=_data_fingerprint(tasks))

@@ -42,7 +42,7 @@ DEFAULT_SPLIT = "test"
 # A fixed seed for max_examples: every run of a suite scores the same examples.
 SAMPLE_SEED = 0
 
-_SUITE_KEYS = ("name", "description", "tasks")
+_SUITE_KEYS = ("name", "description", "tasks", "pdf")
 _TASK_KEYS = (
     "name",
     "data",
@@ -127,6 +127,7 @@ class Suite:
     tasks: tuple[TaskSpec, ...]
     path: Path | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    pdf: bool = False  # `pdf: true`: its benchmark report is printed to PDF too
 
     def task(self, name: str) -> TaskSpec:
         for task in self.tasks:
@@ -222,7 +223,10 @@ def parse_suite(
                 "unique names",
             )
         seen.add(task.name)
-    return Suite(name, description.strip(), tuple(parsed), path, dict(lines))
+    pdf = document.get("pdf", False)
+    if not isinstance(pdf, bool):
+        raise _error(path, lines, "pdf", f"got {_kind(pdf)}", "true or false")
+    return Suite(name, description.strip(), tuple(parsed), path, dict(lines), pdf=pdf)
 
 
 def _parse_task(raw: Any, key: str, path: Path | None, lines: dict[str, int]) -> TaskSpec:

@@ -29,6 +29,7 @@ from transferlab.finetuning.trackers import (
 )
 from transferlab.finetuning.training import TrainingOutcome, train_and_evaluate
 from transferlab.models.sources import progress_bars
+from transferlab.progress import for_run
 from transferlab.registry import Registry, VersionRecord
 from transferlab.run_status import finish_failed, finish_succeeded
 
@@ -110,7 +111,8 @@ def finetune(
         callbacks = list(tracker.callbacks())
         if not own_run:  # a run of a sweep that prunes reports its scores (finetuning.pruning)
             callbacks += pruning_callbacks(registry, run_id)
-        outcome = train_and_evaluate(resolved, splits, progress=progress, callbacks=callbacks)
+        with for_run(run_id):  # live progress to the runner's file, when it gave the run id
+            outcome = train_and_evaluate(resolved, splits, progress=progress, callbacks=callbacks)
         parameters["group_by_length"] = outcome.group_by_length
         registry.update_run(run_id, parameters=parameters)
         save_started = time.perf_counter()

@@ -22,6 +22,8 @@ from transferlab.finetuning.config import ResolvedConfig
 from transferlab.finetuning.methods import FinetuneMethod
 from transferlab.models import sources
 from transferlab.models.logits import classification_metrics, confusion_on_test
+from transferlab.progress import phase
+from transferlab.progress.training import training_progress
 
 # Evaluating the training split is skipped above this size: it would cost another epoch.
 MAX_TRAIN_EVAL_EXAMPLES = 2000
@@ -279,7 +281,7 @@ def train_with_trainer(
         counter = PaddingCounter(DataCollatorWithPadding(tokenizer))
         patience = resolved.early_stopping_patience if keep_best else None
         best = _best_weights_callback(patience, keep_best) if has_validation else None
-        trainer_callbacks = [*([best] if best else []), *(callbacks or [])]
+        trainer_callbacks = [*([best] if best else []), training_progress(), *(callbacks or [])]
         with tempfile.TemporaryDirectory(prefix="transferlab-checkpoints-") as checkpoints:
             args = _training_arguments(
                 resolved, checkpoints, n_train, has_validation, grouping, progress, trainer_options
@@ -383,12 +385,15 @@ def _evaluate(
     for split, data in splits.items():
         if split == "train" and len(data) > MAX_TRAIN_EVAL_EXAMPLES:
             continue
-        logits[split] = batched_logits(model, tokenizer, encoded[split], batch_size)
+        logits[split] = batched_logits(model, tokenizer, encoded[split], batch_size, split)
         metrics[split] = classification_metrics(np.asarray(data.labels), logits[split])
     return metrics, logits
 
 
-def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) -> np.ndarray:
+def batched_logits(
+    model: Any, tokenizer: Any, dataset: Any, batch_size: int, label: str | None = None
+) -> np.ndarray:
+    """Logits of every row in the data's order; progress reported as `label` (a split)."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -399,7 +404,8 @@ def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) ->
     order = np.argsort([len(ids) for ids in inputs["input_ids"]], kind="stable")
     logits: np.ndarray | None = None
     model.eval()
-    with torch.inference_mode():
+    batches = math.ceil(len(inputs) / batch_size)
+    with torch.inference_mode(), phase("evaluate", batches, label=label) as reported:
         for start in range(0, len(inputs), batch_size):
             indices = order[start : start + batch_size]
             rows = inputs[indices.tolist()]
@@ -411,6 +417,7 @@ def batched_logits(model: Any, tokenizer: Any, dataset: Any, batch_size: int) ->
             if logits is None:  # width from the output: a pooled head's config is the encoder's
                 logits = np.zeros((len(inputs), values.shape[1]), dtype=np.float32)
             logits[indices] = values
+            reported.advance()
     if logits is None:
         return np.zeros((0, _num_labels(model)), dtype=np.float32)
     return logits

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.models.pooling import Pooling, pool, pooling_or_default
+from transferlab.progress import phase
 from transferlab.quiet import quiet_transformers
 
 MAX_LENGTH = 128
@@ -109,8 +110,10 @@ def embed(
     *,
     batch_size: int = BATCH_SIZE,
     threads: int | None = None,
+    label: str | None = None,
 ) -> np.ndarray:
-    """(len(texts), width) float32 pooled vectors under torch.inference_mode."""
+    """(len(texts), width) float32 pooled vectors under torch.inference_mode; the batches are
+    reported as live progress (transferlab.progress), named `label` (the model) if given."""
     import torch
 
     model, tokenizer = encoder.model, encoder.tokenizer
@@ -120,7 +123,12 @@ def embed(
     device = next(model.parameters()).device
     keys = forward_keys(model)
     rows: np.ndarray | None = None
-    with torch_threads(threads), torch.inference_mode():
+    batches = -(-len(texts) // batch_size)
+    with (
+        torch_threads(threads),
+        torch.inference_mode(),
+        phase("embed", batches, label=label) as reported,
+    ):
         for chosen, batch in length_sorted_batches(
             tokenizer, texts, encoder.max_length, batch_size, device
         ):
@@ -130,6 +138,7 @@ def embed(
             if rows is None:
                 rows = np.empty((len(texts), values.shape[1]), dtype=np.float32)
             rows[chosen] = values
+            reported.advance()
     assert rows is not None
     return rows
 

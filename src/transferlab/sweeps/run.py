@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from transferlab.sweeps.executors import (
     SweepExecutor,
     get_executor,
 )
+from transferlab.sweeps.live import SweepProgress
 from transferlab.sweeps.plan import PlannedRun, expand, reusable_run, succeeded_runs
 from transferlab.sweeps.resources import RunResources
 from transferlab.sweeps.spec import SweepSpec
@@ -173,8 +174,9 @@ def run_sweep(
     broke: Exception | None = None  # the executor (or the registry) raised: recorded, re-raised
     bar = _progress_bar(total, spec.name, progress)
     bar.update(done)
+    live = SweepProgress(rows, total, bar) if progress else nullcontext()
     try:
-        with _stop_signals():
+        with _stop_signals(), live:
             warm_for = 0 if cold_kernels else min(workers, len(todo))
             if sampled:
                 search_run.run_search(

@@ -53,7 +53,17 @@ from transferlab.sweeps.search import SEARCH_KEYS, SearchSpec, parse_search
 from transferlab.yaml_lines import TOP, closest_line, parse_yaml
 
 DEFAULT_TEMPLATE = "finetune"
-SPEC_KEYS = ("name", "template", "fixed", "grid", "runs", "executor", "resources", *SEARCH_KEYS)
+SPEC_KEYS = (
+    "name",
+    "template",
+    "fixed",
+    "grid",
+    "runs",
+    "executor",
+    "resources",
+    "pdf",
+    *SEARCH_KEYS,
+)
 ALIASES = {
     "models": "base",
     "model": "base",
@@ -90,6 +100,7 @@ class SweepSpec:
     executor_options: dict[str, Any] = field(default_factory=dict)  # {name: ..., these}
     resources: RunResources | None = None  # the file's `resources:` (each run's share)
     search: SearchSpec | None = None  # strategy, budget, distributions, objective, pruning
+    pdf: bool = False  # `pdf: true`: the sweep's report (the curves) is printed to PDF too
 
     def to_json(self) -> dict[str, Any]:
         described = {
@@ -198,6 +209,9 @@ def parse_sweep(
     checker.check_runs(fixed, grid, runs)
     search = parse_search(document, where, checker, notebook.stem, grid, fixed)
     executor, options, resources = _placement(document, where)
+    pdf = document.get("pdf", False)
+    if not isinstance(pdf, bool):
+        raise where.error("pdf", f"got {pdf!r}", "true or false")
     return SweepSpec(
         name=name,
         template=notebook.stem,
@@ -211,6 +225,7 @@ def parse_sweep(
         executor_options=options,
         resources=resources,
         search=search,
+        pdf=pdf,
     )
 
 

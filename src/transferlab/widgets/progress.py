@@ -1,8 +1,10 @@
-"""A template run in a background thread, with its progress shown per notebook cell.
+"""A template run in a background thread, with its progress shown live: a bar over the
+notebook's cells and one over the long step inside the current cell (training steps with the
+loss and validation score, embedding or evaluation batches).
 
-papermill saves the output notebook when each cell starts and ends, with the cell's status in its
-metadata; a watcher thread reads that file twice a second, so the kernel (and the browser) stay
-responsive while the run goes on, and nothing in the runner needs a callback.
+Both come from the run's progress file (transferlab.progress: the runner writes each cell's
+start, the kernel's library code its steps); a watcher thread tails it twice a second, so the
+kernel (and the browser) stay responsive while the run goes on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from transferlab.progress import RunView, channel_path
+from transferlab.progress.channel import Tail
+from transferlab.progress.view import UNITS
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
 from transferlab.runner import RunOutcome, default_output_dir, run_template, template_path
@@ -22,27 +27,17 @@ from transferlab.runner import RunOutcome, default_output_dir, run_template, tem
 POLL_SECONDS = 0.5
 
 
-def cells_done(notebook: Path) -> tuple[int, int] | None:
-    """(cells completed, cells in all) of a notebook papermill is writing; None if unreadable."""
-    try:
-        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError):
-        return None  # not written yet, or caught half-written: read it again next time
-    done = sum(
-        1
-        for cell in cells
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "completed"
-    )
-    return done, len(cells)
-
-
 class RunProgress:
-    """An IntProgress over the run's cells, a status line, and the outcome when it ends."""
+    """An IntProgress over the run's cells, one over the current long step, a status line,
+    and the outcome when it ends."""
 
     def __init__(self) -> None:
         self.bar = widgets.IntProgress(value=0, min=0, max=1, description="cells")
+        self.step_bar = widgets.IntProgress(value=0, min=0, max=1, description="")
+        self.step_bar.layout.visibility = "hidden"
         self.status = widgets.HTML("")
-        self.widget = widgets.VBox([self.bar, self.status])
+        self.widget = widgets.VBox([self.bar, self.step_bar, self.status])
+        self.view = RunView()
         self.outcome: RunOutcome | None = None
         self.error: BaseException | None = None
         self.run_id: str | None = None
@@ -69,6 +64,8 @@ class RunProgress:
         self.outcome, self.error = None, None
         cells = json.loads(template_path(template).read_text(encoding="utf-8"))["cells"]
         self.bar.max, self.bar.value, self.bar.bar_style = len(cells) + 1, 0, "info"
+        self.view = RunView()
+        self.step_bar.layout.visibility = "hidden"
         self.status.value = f"Starting {html.escape(template)} run <code>{self.run_id}</code>…"
         self._thread = threading.Thread(
             target=self._run,
@@ -105,20 +102,30 @@ class RunProgress:
             self._show_end()
 
     def _watch(self, finished: threading.Event) -> None:
+        tail = Tail(channel_path(self.run_id or ""))
         while not finished.wait(POLL_SECONDS):
-            self._show_cells()
+            self._show_progress(tail)
+        self._show_progress(tail)
 
-    def _show_cells(self) -> None:
-        counts = cells_done(self.output_notebook) if self.output_notebook else None
-        if counts is None:
-            return
-        done, total = counts
-        self.bar.max = max(total, 1)
-        self.bar.value = min(done, total)
-        self.status.value = f"Running <code>{self.run_id}</code>: cell {done + 1} of {total}"
+    def _show_progress(self, tail: Tail) -> None:
+        records = tail.read()
+        for record in records:  # one by one: a short step between two reads still shows
+            self.view.apply([record])
+            if self.view.cell is not None:
+                done, total = self.view.cell
+                self.bar.max = max(total, 1)
+                self.bar.value = min(max(done - 1, 0), total)  # cells before this one
+            step = self.view.step
+            if step is not None:
+                self.step_bar.description = UNITS.get(step["phase"], str(step["phase"]))
+                self.step_bar.max = max(int(step["total"]), 1)
+                self.step_bar.value = min(int(step["done"]), self.step_bar.max)
+                self.step_bar.layout.visibility = "visible"
+        if records or self.view.in_step:
+            text = html.escape(self.view.text())
+            self.status.value = f"Running <code>{self.run_id}</code>: {text}"
 
     def _show_end(self) -> None:
-        self._show_cells()
         outcome = self.outcome
         if outcome is not None and outcome.succeeded:
             self.bar.value = self.bar.max

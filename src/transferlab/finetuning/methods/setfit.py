@@ -336,6 +336,8 @@ def train_body(
         ) from exc
     setfit.logging.set_verbosity_warning()  # its import turns INFO on ("Running training")
 
+    from transferlab.progress.training import training_progress
+
     transformer = body[0]
     if method.body == "lora":
         set_seed(resolved.seed)  # the adapters' random initialisation
@@ -367,7 +369,7 @@ def train_body(
             use_amp=False,
         )
         model = SetFitModel(model_body=body, model_head=LogisticRegression())
-        trainer = Trainer(model=model, args=args, callbacks=list(callbacks))
+        trainer = Trainer(model=model, args=args, callbacks=[*callbacks, training_progress()])
         quiet_trainer(trainer.st_trainer, progress, resolved.device)
         trainer.train_embeddings(texts, labels)
         log = list(trainer.st_trainer.state.log_history)
