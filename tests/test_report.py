@@ -76,24 +76,21 @@ def test_report_first_screen_and_pdf_in_headless_chromium(report):
     )
     pages = sorted(report.parent.glob("page-*.png"))
     assert pages and pages[0].stat().st_size > 5_000  # page 1 kept as an artefact
-    drawn = [figure_area_drawn(page) for page in pages]
-    assert any(drawn), f"no page of {pdf} shows a drawn plotly figure"
+    shares = [coloured_share(page) for page in pages]
+    # a page with a drawn bar chart or heat map is a few % colour; text-only pages ~0
+    assert max(shares) > 0.01, f"no page of {pdf} shows a drawn figure: {shares}"
     print(f"artefacts: {shot}, {pages[0]}")
 
 
-def figure_area_drawn(png: Path) -> bool:
-    """A plotly plot area (its #E5ECF6 background) holding drawn marks: pixels that are neither
-    background, white nor grey (traces, bars, the heat map's colours)."""
+def coloured_share(png: Path) -> float:
+    """The share of a page's pixels that are colours, not white, grey or black: drawn marks
+    (traces, bars, a heat map's cells). Text, axes, grids and an empty plot area are grey or
+    white whatever plotly template the figure uses, so a page whose figures were not drawn
+    stays near 0."""
     from PIL import Image
 
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    background = np.abs(pixels - (229, 236, 246)).sum(axis=2) < 12
-    if background.sum() < 400:
-        return False
-    rows, cols = np.where(background)
-    area = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    colourful = (area.max(axis=2) - area.min(axis=2)) > 60
-    return bool(colourful.sum() > 30 and area.std() > 10)
+    return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).mean())
 
 
 @pytest.mark.training

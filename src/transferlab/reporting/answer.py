@@ -153,6 +153,16 @@ def established(row: Any) -> bool:
     return bool(row["resamples"]) and (row["ci_low"] > 0 or row["ci_high"] < 0)
 
 
+def established_text(row: Any, subject: str = "") -> str:
+    """The "Established?" cell: 'yes: <subject>better', 'no (interval includes 0)' or 'not
+    tested' (no bootstrap resamples)."""
+    if not row["resamples"]:
+        return "not tested"
+    if established(row):
+        return f"yes: {subject}{row['verdict']}"
+    return "no (interval includes 0)"
+
+
 def _verdict_sentence(version: str, row: Any, column, digits: int, task: str) -> str:
     name = RELATIONS[row["relation"]][1].format(name=row["reference"])
     ours = _shown(row["value"], column, digits)
@@ -196,12 +206,7 @@ def _row(name, role, value, comparison, column, digits, cost) -> dict[str, str]:
     if comparison is not None:
         difference, interval = difference_text(comparison, column, digits)
         difference = difference.replace(" points", "")
-        if not comparison["resamples"]:
-            verdict = "not tested"
-        elif established(comparison):
-            verdict = f"yes: new model {comparison['verdict']}"
-        else:
-            verdict = "no (interval includes 0)"
+        verdict = established_text(comparison, "new model ")
     unit = "points" if column.unit == "%" else ""
     latency, seconds = cost.get("latency_ms_p50"), cost.get("train_seconds")
     return {

@@ -8,7 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.reporting.answer import RELATIONS, difference_text, established, interval_digits
+from transferlab.reporting.answer import (
+    RELATIONS,
+    difference_text,
+    established_text,
+    interval_digits,
+)
 from transferlab.reporting.tables import metric_column, number, styled
 
 
@@ -23,12 +28,7 @@ def comparison_table(report: Any, metrics: tuple[str, ...] | None = None):
         column = metric_column(str(row["metric"]))
         digits = interval_digits(row, column)
         difference, interval = difference_text(row, column, digits)
-        if not row["resamples"]:
-            verdict = "not tested"
-        elif established(row):
-            verdict = f"yes: {row['verdict']}"
-        else:
-            verdict = "no (interval includes 0)"
+        verdict = established_text(row)
         shown.append(
             {
                 "Version": row["version"],
