@@ -63,6 +63,24 @@ def _records(folder: Path, count: int) -> list[dict]:
     return [json.loads((folder / f"r{i}.json").read_text()) for i in range(count)]
 
 
+def _run_light(
+    template: Path, registry: Registry, folder: Path, index: int, warm_next: bool
+) -> tuple[dict, float]:
+    """One `run_template` of the light template writing r{index}.json: (its record, the
+    epoch its run started at)."""
+    outcome = run_template(
+        str(template),
+        {"record_file": str(folder / f"r{index}.json")},
+        registry=registry,
+        output_dir=folder / "nb",
+        progress_bar=False,
+        warm_next=warm_next,
+    )
+    assert outcome.succeeded, outcome.error
+    record = json.loads((folder / f"r{index}.json").read_text())
+    return record, _epoch(registry.get_run(outcome.run_id)["started_at"])
+
+
 def _in_order(runs: list[dict]) -> list[dict]:
     return sorted(runs, key=lambda run: run["requested"]["record_file"])
 
@@ -224,17 +242,7 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
     registry = Registry(tmp_path / "registry.duckdb")
 
     def run(index: int, warm_next: bool):
-        outcome = run_template(
-            str(template),
-            {"record_file": str(tmp_path / f"r{index}.json")},
-            registry=registry,
-            output_dir=tmp_path / "nb",
-            progress_bar=False,
-            warm_next=warm_next,
-        )
-        assert outcome.succeeded, outcome.error
-        started = _epoch(registry.get_run(outcome.run_id)["started_at"])
-        record = json.loads((tmp_path / f"r{index}.json").read_text())
+        record, started = _run_light(template, registry, tmp_path, index, warm_next)
         return record, record["kernel_started"] < started - 0.1  # warm?
 
     try:
@@ -287,17 +295,8 @@ def test_without_a_zygote_the_spare_is_a_warmed_kernel(tmp_path, monkeypatch, ca
     try:
         records = []
         for index in range(2):
-            outcome = run_template(
-                str(template),
-                {"record_file": str(tmp_path / f"r{index}.json")},
-                registry=registry,
-                output_dir=tmp_path / "nb",
-                progress_bar=False,
-                warm_next=index == 0,
-            )
-            assert outcome.succeeded, outcome.error
-            records.append(json.loads((tmp_path / f"r{index}.json").read_text()))
-            started = _epoch(registry.get_run(outcome.run_id)["started_at"])
+            record, started = _run_light(template, registry, tmp_path, index, index == 0)
+            records.append(record)
             assert index or warm_kernels.spare_ready(timeout=60)
         assert records[1]["kernel_started"] < started - 0.1  # warm
         assert records[1]["parent"] == os.getpid()  # started by this process, not forked
