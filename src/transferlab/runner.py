@@ -128,13 +128,18 @@ def _error_line(error: PapermillExecutionError) -> str:
     return f"{error.ename}: {error.evalue}".strip()
 
 
+def executed_cells(template: Path) -> int:
+    """The cells a run of `template` executes: the template's and the one papermill injects
+    with the parameters."""
+    return len(json.loads(template.read_text(encoding="utf-8"))["cells"]) + 1
+
+
 class CellStarts:
     """nbclient's `on_cell_start` hook: each cell's start goes to the run's progress file."""
 
     def __init__(self, progress_file: Path, template: Path):
         self.progress_file = progress_file
-        # the template's cells and the one papermill injects with the parameters
-        self.total = len(json.loads(template.read_text(encoding="utf-8"))["cells"]) + 1
+        self.total = executed_cells(template)
 
     def __call__(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
         cell_started(self.progress_file, cell_index + 1, self.total)

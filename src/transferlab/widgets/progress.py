@@ -10,7 +10,6 @@ kernel (and the browser) stay responsive while the run goes on.
 from __future__ import annotations
 
 import html
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ from transferlab.progress.channel import Tail
 from transferlab.progress.view import UNITS
 from transferlab.registry import Registry
 from transferlab.registry.api import new_run_id
-from transferlab.runner import RunOutcome, default_output_dir, run_template, template_path
+from transferlab.runner import (
+    RunOutcome,
+    default_output_dir,
+    executed_cells,
+    run_template,
+    template_path,
+)
 
 POLL_SECONDS = 0.5
 
@@ -62,8 +67,8 @@ class RunProgress:
         self.run_id = new_run_id(Path(template).stem)
         self.output_notebook = (folder / f"{self.run_id}.ipynb").resolve()
         self.outcome, self.error = None, None
-        cells = json.loads(template_path(template).read_text(encoding="utf-8"))["cells"]
-        self.bar.max, self.bar.value, self.bar.bar_style = len(cells) + 1, 0, "info"
+        cells = executed_cells(template_path(template))
+        self.bar.max, self.bar.value, self.bar.bar_style = cells, 0, "info"
         self.view = RunView()
         self.step_bar.layout.visibility = "hidden"
         self.status.value = f"Starting {html.escape(template)} run <code>{self.run_id}</code>…"
