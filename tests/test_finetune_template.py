@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -55,6 +56,8 @@ def test_template_output_has_curves_scores_and_confusion_matrix(tiny_run):
     assert any("Loss" in t for t in titles) and any("Confusion" in t for t in titles)
     assert any("Validation accuracy" in t for t in titles)
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    # plotly.js (4.8 MB) is left to the report's page: the notebook holds the figures' data
+    assert "* plotly.js v" not in Path(result["output_notebook"]).read_text(encoding="utf-8")
 
 
 def test_predict_and_merge_through_the_cli(tiny_run, run_cli):

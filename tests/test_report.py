@@ -44,6 +44,7 @@ def test_report_is_self_contained_and_hides_the_code(report):
     page = report.read_text(encoding="utf-8")
     assert page.count("plotly-graph-div") >= 3
     assert "cdn.plot.ly/plotly" not in page.split("<body")[0]  # plotly.js embedded, not fetched
+    assert page.count("* plotly.js v") == 1  # once for the page, not once per figure
     assert "from transferlab" not in page  # code cells are hidden
     assert "Fine-tune a registered model" in page
     # the first screen: the answer, its table and the box; tables with units, no index column

@@ -20,6 +20,8 @@ from transferlab.reporting.chromium import (  # noqa: F401 (the browser's API, r
 )
 
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
+_PLOTLY_JS_HEADER = "* plotly.js v"  # the licence comment plotly.min.js opens with
+_PLOTLY_CONFIG = "window.PlotlyConfig = {MathJaxConfig: 'local'};"  # as plotly's own pages
 # Printed, a report keeps its figures' toolbars out and its tables and figures whole.
 PRINT_STYLE = """<style>
 @page { size: A4; margin: 12mm; }
@@ -51,9 +53,9 @@ def render_html(
 ) -> Path:
     """Write `notebook` as HTML without input cells or prompts; plotly figures stay live.
 
-    The notebook must have been executed with the plotly mimetype renderer
-    (transferlab.figures.use_offline_notebook_renderer), which embeds plotly.js, so the page
-    works offline.
+    The notebook must have been executed with transferlab's renderer
+    (transferlab.figures.use_offline_notebook_renderer): its figures' HTML draws them with the
+    plotly.js this page carries once, so the page works offline.
     """
     notebook = Path(notebook)
     if not notebook.is_file():
@@ -65,11 +67,21 @@ def render_html(
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
     body, _ = exporter.from_notebook_node(nb)
-    body = body.replace("</head>", f"{PRINT_STYLE}\n</head>", 1)
+    body = body.replace("</head>", f"{PRINT_STYLE}\n{_plotly_script(body)}</head>", 1)
     output = Path(output) if output else notebook.with_suffix(".html")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(body, encoding="utf-8")
     return output
+
+
+def _plotly_script(body: str) -> str:
+    """plotly.js for a page that draws figures and does not carry it yet (notebooks run
+    before transferlab stopped embedding it in each output notebook do)."""
+    if "Plotly.newPlot(" not in body or _PLOTLY_JS_HEADER in body:
+        return ""
+    from plotly.offline import get_plotlyjs
+
+    return f"<script>{_PLOTLY_CONFIG}</script>\n<script>{get_plotlyjs()}</script>\n"
 
 
 def render_run_report(
