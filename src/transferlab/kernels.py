@@ -15,17 +15,20 @@ traceback under the CLI's "interrupted".
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import default
+from traitlets import Type, default
 
 # The longest socket path the kernel binds: <temp>/transferlab-kernel-<8 chars>/kernel-<n>.
 _LONGEST_SOCKET_NAME = "transferlab-kernel-00000000/kernel-65535"
@@ -40,6 +43,54 @@ def ipc_possible() -> bool:
     return len(os.path.join(tempfile.gettempdir(), _LONGEST_SOCKET_NAME)) <= _MAX_SOCKET_PATH
 
 
+class PromptKernelClient(AsyncKernelClient):
+    """A kernel client whose `wait_for_ready` returns once the kernel has answered.
+
+    jupyter_client's waits for the kernel_info reply and one IOPub message (proof that the
+    IOPub subscription is connected), then reads IOPub until it has been quiet for 0.2 s:
+    0.2 s of nothing in every run (nbclient waits on the kernel papermill starts or is handed)
+    and in every spare's start. This one stops at the IOPub message that ends the kernel_info
+    request (its `idle` status), which proves the same connection; nothing of it is left to
+    read.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            request = self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except queue.Empty:
+                reply = None
+            if (
+                reply is not None
+                and reply["msg_type"] == "kernel_info_reply"
+                and reply["parent_header"].get("msg_id") == request
+                and await self._iopub_ends(request)
+            ):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _iopub_ends(self, request: str) -> bool:
+        """Read IOPub up to `request`'s idle status: False if IOPub stays silent for 0.2 s
+        (not connected yet: the caller asks again), as jupyter_client's first check."""
+        while True:
+            try:
+                message = await self.iopub_channel.get_msg(timeout=0.2)
+            except queue.Empty:
+                return False
+            if (
+                message["parent_header"].get("msg_id") == request
+                and message["msg_type"] == "status"
+                and message["content"].get("execution_state") == "idle"
+            ):
+                return True
+
+
 class LocalKernelManager(AsyncKernelManager):
     """Starts kernels over IPC where the socket paths fit, else over TCP.
 
@@ -49,6 +100,8 @@ class LocalKernelManager(AsyncKernelManager):
     """
 
     _socket_folder: str | None = None
+
+    client_factory = Type(PromptKernelClient, klass=AsyncKernelClient, config=True)
 
     @default("transport")
     def _transport_default(self) -> str:
