@@ -135,14 +135,20 @@ def executed_cells(template: Path) -> int:
 
 
 class CellStarts:
-    """nbclient's `on_cell_start` hook: each cell's start goes to the run's progress file."""
+    """nbclient's `on_cell_start` hook: each cell's start goes to the run's progress file (and
+    to the timing of the next run's spare kernel, when there is one)."""
 
-    def __init__(self, progress_file: Path, template: Path):
+    def __init__(
+        self, progress_file: Path, template: Path, spare: warm_kernels.NextSpare | None = None
+    ):
         self.progress_file = progress_file
         self.total = executed_cells(template)
+        self.spare = spare
 
     def __call__(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
         cell_started(self.progress_file, cell_index + 1, self.total)
+        if self.spare is not None:
+            self.spare.cell_started(cell_index)
 
 
 def _execute(
@@ -164,14 +170,18 @@ def _execute(
         # a cold kernel beside the zygote, which would do the same imports on the same cores.
         warm_kernels.prepare(path, folder)
         kernel = warm_kernels.take(path, folder)
+    spare = None
     if warm_next:
-        warm_kernels.prepare(path, folder)
+        forked = isinstance(kernel, warm_kernels.ForkedKernelManager)
+        spare = warm_kernels.NextSpare(path, folder, late=forked)
     if kernel is None:
         arguments: dict[str, Any] = {"kernel_manager_class": LocalKernelManager}
     else:
         arguments = {"km": kernel}  # nbclient leaves a kernel it did not start running
     if not save_every_cell:
         arguments["engine_name"] = sparse_saves.engine_name()
+    if spare is not None:
+        arguments["on_cell_executed"] = lambda cell_index=0, **_: spare.cell_executed(cell_index)
     interrupted = False
     try:
         with interrupts_stop_kernel():
@@ -182,13 +192,15 @@ def _execute(
                 progress_bar=False,
                 log_output=log_output,
                 cwd=str(folder),
-                on_cell_start=CellStarts(progress_file, path),
+                on_cell_start=CellStarts(progress_file, path, spare),
                 **arguments,
             )
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
+        if spare is not None:
+            spare.run_ended(interrupted=interrupted)
         if kernel is not None:
             warm_kernels.release(kernel, kill=interrupted)
 

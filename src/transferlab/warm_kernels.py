@@ -165,6 +165,7 @@ _lock = threading.Lock()
 _thread: _KernelThread | None = None
 _spare: _Spare | None = None
 _closed = False  # the process is stopping: no further spare
+_ending: set[Future] = set()  # shutdowns of released kernels still going on
 
 
 def prepare(template: Path, cwd: Path) -> None:
@@ -183,6 +184,56 @@ def prepare(template: Path, cwd: Path) -> None:
         _spare = _Spare(key, _thread.submit(_start_and_warm(key, modules)))
     if old is not None:
         _shut_down_spare(old)
+
+
+# Per template run in this process: the index of the cell that took longest in its last run.
+_longest_cell: dict[str, int] = {}
+
+
+class NextSpare:
+    """Starts the spare for the run after this one (`prepare`) at the best moment of this run.
+
+    With `late` (this run's kernel was forked, so a zygote is ready and forking the next takes
+    a fraction of a second) that is when the cell that took longest in the previous run of
+    the template ends: a small sweep run trains with every core in that cell, and the kernel
+    start (~0.3 s of CPU) taken from it slowed training by as much, while the cells after it
+    (tables, figures) leave a core idle. Otherwise (no run of the template yet, a warm kernel
+    whose imports take seconds) at once. A run that ends before that cell still starts it
+    at its end; an interrupted run starts none.
+    """
+
+    def __init__(self, template: Path, cwd: Path, *, late: bool) -> None:
+        self.template, self.cwd = template, cwd
+        self.trigger = _longest_cell.get(str(template)) if late else None
+        self.started = False
+        self._starts: dict[int, float] = {}
+        self._durations: dict[int, float] = {}
+        if self.trigger is None:
+            self.start()
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            prepare(self.template, self.cwd)
+
+    def cell_started(self, cell_index: int) -> None:
+        """nbclient's on_cell_start (every cell, markdown too)."""
+        self._starts[cell_index] = time.monotonic()
+
+    def cell_executed(self, cell_index: int) -> None:
+        """nbclient's on_cell_executed (code cells, after their reply)."""
+        started = self._starts.get(cell_index)
+        if started is not None:
+            self._durations[cell_index] = time.monotonic() - started
+        if cell_index == self.trigger:
+            self.start()
+
+    def run_ended(self, *, interrupted: bool) -> None:
+        if interrupted:
+            return
+        if self._durations:
+            _longest_cell[str(self.template)] = max(self._durations, key=self._durations.get)
+        self.start()
 
 
 def take(template: Path, cwd: Path) -> SpareKernelManager | None:
@@ -214,16 +265,18 @@ def take(template: Path, cwd: Path) -> SpareKernelManager | None:
 
 
 def release(manager: SpareKernelManager, *, kill: bool = False) -> None:
-    """Shut down a kernel that served its run (kill it at once with `kill`), and the clients
-    that talked to it."""
+    """Shut down a kernel that served its run, and the clients that talked to it. The shutdown
+    goes on in the background (the next run need not wait the ~0.1 s the kernel takes to
+    exit); a kernel still there after SHUTDOWN_TIMEOUT_S is killed, and with `kill` it is
+    killed at once."""
     manager.stop_clients()
-    if not kill and _thread is not None:
-        try:
-            _thread.submit(_shut_down(manager)).result(timeout=SHUTDOWN_TIMEOUT_S)
-            return
-        except BaseException:  # stuck, or interrupted: kill it below
-            pass
-    manager.kill_now()
+    if kill or _thread is None:
+        manager.kill_now()
+        return
+    ending = _thread.submit(_shut_down_or_kill(manager))
+    with _lock:
+        _ending.add(ending)
+    ending.add_done_callback(_ending.discard)
 
 
 def discard() -> None:
@@ -236,10 +289,14 @@ def discard() -> None:
 
 
 def close() -> None:
-    """Kill the spare and start no further one: the process is stopping."""
+    """Kill the spare and start no further one, and let the kernels released last finish
+    their shutdown: the process is stopping."""
     global _closed
     _closed = True
     discard()
+    for ending in list(_ending):
+        with contextlib.suppress(BaseException):
+            ending.result(timeout=SHUTDOWN_TIMEOUT_S + 1)
     forked_kernels.close()
 
 
@@ -343,9 +400,13 @@ def _alive(manager: LocalKernelManager) -> bool:
     return process is not None and process.poll() is None
 
 
-async def _shut_down(manager: LocalKernelManager) -> None:
-    if manager.has_kernel:
-        await manager.shutdown_kernel()
+async def _shut_down_or_kill(manager: LocalKernelManager) -> None:
+    try:
+        if manager.has_kernel:
+            await asyncio.wait_for(manager.shutdown_kernel(), timeout=SHUTDOWN_TIMEOUT_S)
+    except BaseException:  # stuck, or the loop is stopping
+        manager.kill_now()
+        raise
 
 
 def _shut_down_spare(spare: _Spare) -> None:
