@@ -19,11 +19,10 @@ import torch
 
 from transferlab.errors import ModelSourceError
 from transferlab.models.embedding import forward_keys
+from transferlab.models.head_files import HEAD_CONFIG, HEAD_FILE
 from transferlab.models.pooling import Pooling, pool, pooling_or_default
 from transferlab.quiet import quiet_transformers
 
-HEAD_FILE = "head.safetensors"
-HEAD_CONFIG = "head.json"
 FORMAT = "transferlab.pooled_classifier/1"
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -30,6 +30,7 @@ from transferlab.finetuning.methods.base import (
     load_adapter_base,
     version_labels,
 )
+from transferlab.models.head_files import HEAD_CONFIG, HEAD_FILE
 
 if TYPE_CHECKING:
     from transferlab.data import DataSplits
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from transferlab.finetuning.training import TrainingOutcome
     from transferlab.registry import Registry, VersionRecord
 
-HEAD_FILE = "head.safetensors"
-HEAD_CONFIG = "head.json"
 EMBED_BATCH_SIZE = 32
 # Train logits come from the stored embeddings, so the train split is always evaluated.
 NOT_USED = "not used: the linear probe fits a logistic regression (C by cross-validation)"

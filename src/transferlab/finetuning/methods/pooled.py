@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transferlab.models import sources
-from transferlab.models.heads import HEAD_CONFIG
+from transferlab.models.head_files import HEAD_CONFIG
 
 if TYPE_CHECKING:
     from transferlab.finetuning.config import ResolvedConfig
