@@ -178,6 +178,8 @@ def run_sweep(
     try:
         with _stop_signals(), live:
             warm_for = 0 if cold_kernels else min(workers, len(todo))
+            if not cold_kernels:
+                placement = replace(placement, warm_start=(str(spec.template_path), str(folder)))
             if sampled:
                 search_run.run_search(
                     spec, registry, study, executor_class, placement, rows, sweep_id, folder, bar,

@@ -94,9 +94,17 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cpus() // max(1, workers))
 
 
-def init_worker(threads: int, parent_pid: int, gpu_shares: Any = None) -> None:
+def init_worker(
+    threads: int,
+    parent_pid: int,
+    gpu_shares: Any = None,
+    warm_start: tuple[str, str] | None = None,
+) -> None:
     """Runs first in every worker process (before torch is imported anywhere in it).
-    `gpu_shares`: a queue of CUDA_VISIBLE_DEVICES values, one taken by each worker."""
+    `gpu_shares`: a queue of CUDA_VISIBLE_DEVICES values, one taken by each worker.
+    `warm_start`: (template, output folder) of the sweep's runs when they start on warm
+    kernels: the kernel of the worker's first run (and the zygote it is forked from) starts
+    now, its imports done while this worker imports papermill and takes its first job."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     if gpu_shares is not None:
@@ -108,6 +116,12 @@ def init_worker(threads: int, parent_pid: int, gpu_shares: Any = None) -> None:
     if os.getppid() != parent_pid:  # the parent died before the death signal was armed
         os._exit(1)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if warm_start is not None:
+        from transferlab import warm_kernels
+
+        template, folder = warm_start
+        Path(folder).mkdir(parents=True, exist_ok=True)  # the kernel's working folder
+        warm_kernels.prepare(Path(template), Path(folder))
 
 
 def mark_busy(busy: bool) -> None:

@@ -41,6 +41,9 @@ class ExecutorSettings:
     resources: RunResources = field(default_factory=RunResources)
     # The executor's own settings (`executor: {name: ..., KEY: VALUE}`, --ray-address).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # (template, output folder) when runs start on warm kernels: a worker process may start
+    # the kernel of its first run as it starts (transferlab.sweeps.workers.init_worker).
+    warm_start: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

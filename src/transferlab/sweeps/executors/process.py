@@ -59,7 +59,7 @@ class ProcessExecutor(SweepExecutor):
             max_workers=workers,
             mp_context=self._context,  # type: ignore[arg-type]  # delegates to a context
             initializer=worker_setup.init_worker,
-            initargs=(settings.threads_per_worker, os.getpid(), shares),
+            initargs=(settings.threads_per_worker, os.getpid(), shares, settings.warm_start),
         )
         self._futures: dict[Future, RunJob] = {}
         self._pending: set[Future] = set()
