@@ -3,7 +3,7 @@
 executor, with 1 and 2 worker processes, each with cold and with forked (or warm) kernels.
 
     .venv/bin/python benchmarks/sweep_scaling.py [--workers 1 2] [--kernels cold warm forked]
-        [--ray 2]
+        [--ray 2] [--rounds 3]
         [--max-steps 15] [--out benchmarks/results/sweep_scaling.json]
     .venv/bin/python benchmarks/sweep_scaling.py --quick     # 4 runs, 5 steps: a smoke run
 
@@ -29,7 +29,11 @@ registry, the runs and a folder): a Ray way is one more entry. Columns: wall sec
 run, the ratio to the loop (the cost of notebooks and processes at that parallelism), and the
 time to the first result (seconds from the way's start until its first run finished). The
 machine may be shared: the JSON keeps the CPU time other processes took during each way
-("other%"), and a busy machine slows every way.
+("other%"), and a busy machine slows every way. The same runs' wall time also drifts by 10-20 %
+between quiet minutes here, so `--rounds N` runs all the ways N times, interleaved: each way's
+ratio is the median of its ratios to the loop of the same round, its times the medians.
+
+The runs use the finetune template's default method (auto: LP-FT here), as a user's would.
 """
 
 from __future__ import annotations
@@ -214,6 +218,55 @@ def ways(workers: list[int], kernels: list[str], loop: bool, ray: list[int]) -> 
     return table
 
 
+def run_way(way: Way, template: Path, folder: Path, parameters: list[dict[str, Any]]) -> dict:
+    """One way once, from a fresh copy of the initialized registry: its outcome and CPU."""
+    registry = fresh_registry(template, folder, way.name)
+    print(f"-- {way.name} ({folder.name})", flush=True)
+    with way.around() as extra:
+        started = utc_now()
+        with bc.cpu_share() as share:
+            outcome = way.run(registry, parameters, folder / way.name, **(extra or {}))
+    first = outcome.pop("first")
+    outcome["first_result_s"] = (first - started).total_seconds() if first else None
+    print(
+        f"   {share.wall_s:.1f} s, failed {outcome['failed']}, other {share.other_share:.0%}",
+        flush=True,
+    )
+    return {"way": way.name, "workers": way.workers, **outcome, "cpu": share.as_dict()}
+
+
+def summarize(rounds: list[list[dict]]) -> list[dict]:
+    """Per way: the median of its rounds (wall, first result), each round's wall, and the
+    ratio to the loop of the same round (the machine's speed drifts between rounds, so a
+    way is compared with the loop it ran beside); `ratio_to_loop` is the median of those."""
+    from statistics import median
+
+    loop_walls = [{w["way"]: w["cpu"]["wall_s"] for w in r}.get("loop") for r in rounds]
+    summary = []
+    for index, first in enumerate(rounds[0]):
+        runs = [r[index] for r in rounds]
+        walls = [w["cpu"]["wall_s"] for w in runs]
+        ratios = [w / loop for w, loop in zip(walls, loop_walls, strict=True) if loop]
+        accuracy = [a for w in runs for a in w["test_accuracy"] if a is not None]
+        firsts = [w["first_result_s"] for w in runs if w["first_result_s"] is not None]
+        summary.append(
+            {
+                **{k: v for k, v in first.items() if k not in ("cpu", "first_result_s")},
+                "failed": sum(w["failed"] for w in runs),
+                "wall_s": median(walls),
+                "s_per_run": median(walls) / first["runs"],
+                "ratio_to_loop": median(ratios) if ratios else None,
+                "round_walls_s": walls,
+                "round_ratios_to_loop": ratios,
+                "first_result_s": median(firsts) if firsts else None,
+                "mean_test_accuracy": sum(accuracy) / len(accuracy) if accuracy else None,
+                "other_share_of_cpus": max(w["cpu"]["other_share_of_cpus"] for w in runs),
+                "rounds": [w["cpu"] | {"first_result_s": w["first_result_s"]} for w in runs],
+            }
+        )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -225,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--no-loop", action="store_true", help="skip the plain-loop way")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every way this many times, interleaved"
+    )
     parser.add_argument("--quick", action="store_true", help="4 runs, 5 steps: a smoke run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -240,51 +296,37 @@ def main(argv: list[str] | None = None) -> int:
     cpus = available_cpus()
     bc.set_threads(cpus)  # the loop's torch threads; workers divide the cores themselves
     print(f"{len(parameters)} runs, max_steps {args.max_steps}, {cpus} cpus", flush=True)
-    results: list[dict[str, Any]] = []
+    rounds: list[list[dict]] = []
     with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
-        folder = Path(tmp)
-        template = initialized_registry(folder)
-        for way in ways(args.workers, args.kernels, not args.no_loop, args.ray):
-            registry = fresh_registry(template, folder, way.name)
-            print(f"-- {way.name}", flush=True)
-            with way.around() as extra:
-                started = utc_now()
-                with bc.cpu_share() as share:
-                    outcome = way.run(registry, parameters, folder / way.name, **(extra or {}))
-            first = outcome.pop("first")
-            outcome["first_result_s"] = (first - started).total_seconds() if first else None
-            results.append(
-                {"way": way.name, "workers": way.workers, **outcome, "cpu": share.as_dict()}
-            )
-            print(
-                f"   {share.wall_s:.1f} s, failed {outcome['failed']}, "
-                f"other {share.other_share:.0%}",
-                flush=True,
-            )
-    by_name = {w["way"]: w["cpu"]["wall_s"] for w in results}
-    loop_s = by_name.get("loop")
-    rows = []
-    for way in results:
-        wall = way["cpu"]["wall_s"]
-        way["s_per_run"] = wall / way["runs"]
-        way["ratio_to_loop"] = wall / loop_s if loop_s else None
-        accuracy = [a for a in way["test_accuracy"] if a is not None]
-        rows.append(
-            [
-                way["way"],
-                way["runs"],
-                way["failed"],
-                wall,
-                way["s_per_run"],
-                way["ratio_to_loop"],
-                way["first_result_s"],
-                sum(accuracy) / len(accuracy) if accuracy else None,
-                f"{way['cpu']['other_share_of_cpus']:.0%}",
-            ]
-        )
+        template = initialized_registry(Path(tmp))
+        for number in range(args.rounds):
+            folder = Path(tmp) / f"round-{number + 1}"
+            folder.mkdir()
+            table = ways(args.workers, args.kernels, not args.no_loop, args.ray)
+            rounds.append([run_way(way, template, folder, parameters) for way in table])
+    results = summarize(rounds)
+    rows = [
+        [
+            way["way"],
+            way["runs"],
+            way["failed"],
+            way["wall_s"],
+            way["s_per_run"],
+            way["ratio_to_loop"],
+            way["first_result_s"],
+            way["mean_test_accuracy"],
+            f"{way['other_share_of_cpus']:.0%}",
+        ]
+        for way in results
+    ]
     headers = ["way", "runs", "failed", "wall_s", "s/run", "x loop", "first s", "mean acc"]
     headers.append("other%")
     print(bc.format_table(headers, rows))
+    if args.rounds > 1:
+        print("per round, x loop: " + "; ".join(
+            f"{w['way']} " + " ".join(f"{r:.2f}" for r in w["round_ratios_to_loop"])
+            for w in results if w["way"] != "loop"
+        ))  # fmt: skip
     bc.write_json(
         out,
         {
@@ -292,12 +334,13 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "settings": {
                 "runs": len(parameters),
+                "rounds": args.rounds,
                 "n_per_class": [s if s is not None else "all" for s in sizes],
                 "seeds": list(seeds),
                 "max_steps": args.max_steps,
                 "batch_size": BATCH_SIZE,
                 "max_length": MAX_LENGTH,
-                "method": "lora",
+                "method": "auto (lp_ft)",
                 "base": "all-MiniLM-L6-v2",
             },
             "machine": bc.machine_info(cpus),
