@@ -282,6 +282,38 @@ def test_a_spare_that_died_or_does_not_fit_gives_way_to_a_cold_kernel(tmp_path, 
         forked_kernels.close()
 
 
+SLOW_CELL = """\
+time.sleep(1.5)  # the run's longest cell
+with open(record_file + ".slow-ended", "w") as f:
+    f.write(repr(time.time()))
+"""
+
+
+def test_the_next_kernel_starts_once_the_longest_cell_of_the_previous_run_ended(tmp_path):
+    """Its start would take CPU from that cell (a sweep run's training); the cells after it
+    leave a core idle. With no earlier run to go by, it starts with the run."""
+    template = _template(tmp_path)
+    notebook = nbformat.read(template, as_version=4)
+    notebook.cells += [nbformat.v4.new_code_cell(SLOW_CELL), nbformat.v4.new_code_cell("1")]
+    nbformat.write(notebook, template)
+    registry = Registry(tmp_path / "registry.duckdb")
+    try:
+        records, starts = [], []
+        for index in range(3):
+            record, started = _run_light(template, registry, tmp_path, index, index < 2)
+            records.append(record)
+            starts.append(started)
+        slow_ended = [float((tmp_path / f"r{i}.json.slow-ended").read_text()) for i in range(2)]
+        # Run 1's kernel: started during run 0, before its slow cell ended (no history yet).
+        assert records[1]["kernel_started"] < slow_ended[0] - 1.0
+        # Run 2's: started once run 1's slow cell had ended, and still before run 2 began.
+        assert slow_ended[1] - 0.5 < records[2]["kernel_started"] < starts[2]
+        assert len({r["pid"] for r in records}) == 3
+    finally:
+        warm_kernels.discard()
+        forked_kernels.close()
+
+
 THREAD_AT_IMPORT = """\
 import threading, time
 threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
