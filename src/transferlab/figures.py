@@ -31,16 +31,6 @@ def use_offline_notebook_renderer() -> None:
     pio.renderers.default = f"plotly_mimetype+{RENDERER}"
 
 
-def _build_validators() -> None:
-    """plotly builds a figure's validators and loads its template on first use (~0.2 s):
-    done at import, a kernel forked from a sweep's zygote (transferlab.forked_kernels) starts
-    with them built instead of building them in every run."""
-    go.Figure().update_layout(title="", xaxis_title="", yaxis_title="", template=TEMPLATE)
-
-
-_build_validators()
-
-
 def loss_curve(history: Sequence[dict]) -> go.Figure:
     """Training and validation loss against the optimisation step.
 

@@ -220,13 +220,18 @@ _retired: list[Zygote] = []  # replaced zygotes whose kernels may still serve ru
 _refused: set[tuple] = set()  # (modules, cwd, env) whose zygote could not fork safely
 
 
-async def zygote_for(modules: list[str], cwd: str, env: dict[str, str]) -> Zygote | None:
-    """This process's zygote for these modules, folder and environment (started, or the one
-    already there); None when zygotes are off or one for them failed before."""
+def _identity(modules: list[str], cwd: str, env: dict[str, str]) -> tuple:
+    return (tuple(modules), cwd, tuple(sorted(env.items())))
+
+
+def start_zygote(modules: list[str], cwd: str, env: dict[str, str]) -> Zygote | None:
+    """This process's zygote for these modules, folder and environment: its process started
+    now (its imports go on there) or the one already there; None when zygotes are off or one
+    for them failed before."""
     global _zygote
     if not enabled():
         return None
-    identity = (tuple(modules), cwd, tuple(sorted(env.items())))
+    identity = _identity(modules, cwd, env)
     with _lock:
         if identity in _refused:
             return None
@@ -241,6 +246,18 @@ async def zygote_for(modules: list[str], cwd: str, env: dict[str, str]) -> Zygot
             current = _zygote = None
         if current is None:
             current = _zygote = Zygote(modules, cwd, env)
+    return current
+
+
+async def zygote_for(modules: list[str], cwd: str, env: dict[str, str]) -> Zygote | None:
+    """This process's zygote for these modules, folder and environment (started, or the one
+    already there), once its imports are done; None when zygotes are off or one for them
+    failed before."""
+    global _zygote
+    current = start_zygote(modules, cwd, env)
+    if current is None:
+        return None
+    identity = _identity(modules, cwd, env)
     try:
         await current.wait_ready()
     except BaseException as exc:

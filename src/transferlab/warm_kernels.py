@@ -45,7 +45,17 @@ log = logging.getLogger(__name__)
 
 # Imported lazily by transferlab's code (inside functions) during a run: warmed for templates
 # that import transferlab. `transformers` alone is a lazy module; its trainer is the cost.
-LAZY_LIBRARIES = ("torch", "transformers", "transformers.trainer", "peft", "datasets", "accelerate")
+# transferlab.kernel_warmup: transferlab's own lazy imports and the caches libraries build on
+# first use.
+LAZY_LIBRARIES = (
+    "torch",
+    "transformers",
+    "transformers.trainer",
+    "peft",
+    "datasets",
+    "accelerate",
+    "transferlab.kernel_warmup",
+)
 STARTUP_TIMEOUT_S = 60.0  # as papermill's start_timeout
 WARM_UP_TIMEOUT_S = 300.0  # a run waits at most this long for a spare still warming
 SHUTDOWN_TIMEOUT_S = 10.0
@@ -168,12 +178,16 @@ _closed = False  # the process is stopping: no further spare
 _ending: set[Future] = set()  # shutdowns of released kernels still going on
 
 
-def prepare(template: Path, cwd: Path) -> None:
+def prepare(template: Path, cwd: Path, *, zygote_now: bool = False) -> None:
     """Start a spare kernel for a following run of `template` in `cwd` (in the background;
-    any spare already there is shut down first)."""
+    any spare already there is shut down first). `zygote_now`: start the zygote's process
+    before returning, when the spare will be forked from one (a worker starting: its first
+    run then surely finds the zygote's imports under way)."""
     global _thread, _spare
     key = kernel_key(template, cwd)
     modules = warm_modules(template)
+    if zygote_now and forked_kernels.enabled() and _forkable(key.kernel_name):
+        forked_kernels.start_zygote(modules, key.cwd, dict(key.environment))
     with _lock:
         if _closed:
             return
@@ -349,8 +363,7 @@ async def _start_and_warm(key: KernelKey, modules: list[str]) -> SpareKernelMana
 async def _fork(key: KernelKey, modules: list[str]) -> ForkedKernelManager | None:
     """A kernel forked from the zygote for `key` (its modules imported there once); None
     where no zygote can serve (off, not an ipykernel of this Python, cannot fork safely)."""
-    probe = SpareKernelManager(kernel_name=key.kernel_name)
-    if not (probe.ipykernel and forked_kernels.forkable_spec(list(probe.kernel_spec.argv))):
+    if not _forkable(key.kernel_name):
         return None
     zygote = await forked_kernels.zygote_for(modules, key.cwd, dict(key.environment))
     if zygote is None or _closed:
@@ -376,6 +389,12 @@ async def _fork(key: KernelKey, modules: list[str]) -> ForkedKernelManager | Non
         raise
     log.info("forked kernel ready in %.2f s", time.monotonic() - started)
     return manager
+
+
+def _forkable(kernel_name: str) -> bool:
+    """Whether this kernel is this Python's ipykernel, which a zygote can fork."""
+    probe = SpareKernelManager(kernel_name=kernel_name)
+    return probe.ipykernel and forked_kernels.forkable_spec(list(probe.kernel_spec.argv))
 
 
 async def _reply(manager: LocalKernelManager, client, request: str) -> dict:

@@ -121,7 +121,7 @@ def init_worker(
 
         template, folder = warm_start
         Path(folder).mkdir(parents=True, exist_ok=True)  # the kernel's working folder
-        warm_kernels.prepare(Path(template), Path(folder))
+        warm_kernels.prepare(Path(template), Path(folder), zygote_now=True)
 
 
 def mark_busy(busy: bool) -> None:
