@@ -288,8 +288,7 @@ def release(manager: SpareKernelManager, *, kill: bool = False) -> None:
         manager.kill_now()
         return
     ending = _thread.submit(_shut_down_or_kill(manager))
-    with _lock:
-        _ending.add(ending)
+    _ending.add(ending)  # a set's add and discard are atomic; close() reads a copy
     ending.add_done_callback(_ending.discard)
 
 
